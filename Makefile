@@ -1,0 +1,44 @@
+# modelgate: `make run` starts the whole product locally, `make test` runs every test.
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: bootstrap run test unit integration e2e lint format bench clean
+
+bootstrap:
+	@./infra/bootstrap.sh
+
+run: bootstrap
+	@./infra/ensure_rabbitmq.sh
+	$(BIN)/modelgate up
+
+test: bootstrap
+	@./infra/ensure_rabbitmq.sh
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+unit: bootstrap
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: bootstrap
+	@./infra/ensure_rabbitmq.sh
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+e2e: bootstrap
+	@./infra/ensure_rabbitmq.sh
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+lint: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: bootstrap
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: bootstrap
+	@./infra/ensure_rabbitmq.sh
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .modelgate dashboard/node_modules management_api/static

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs everything modelgate needs on a fresh Debian machine: system packages, the virtualenv,
+# the dashboard's node packages. Idempotent: each step runs only when something is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+
+need=()
+command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || need+=(rabbitmq-server)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "bootstrap: installing Python packages into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  touch .venv/.installed
+fi
+
+if [ -f dashboard/package.json ]; then
+  if [ ! -d dashboard/node_modules ] || [ dashboard/package-lock.json -nt dashboard/node_modules/.installed ]; then
+    echo "bootstrap: installing dashboard packages"
+    (cd dashboard && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed)
+  fi
+  if [ ! -f management_api/static/index.html ] || [ -n "$(find dashboard/src dashboard/index.html dashboard/package.json -newer management_api/static/index.html 2>/dev/null | head -1)" ]; then
+    echo "bootstrap: building the dashboard"
+    (cd dashboard && npm run build --silent)
+  fi
+fi

@@ -1,0 +1,1 @@
+"""modelgate metrics_consumer."""

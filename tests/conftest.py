@@ -1,0 +1,89 @@
+"""Fixtures giving each test real services and its own namespace on them (STYLE.md, Tests)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aio_pika
+import clickhouse_connect
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from infra.topology import DeclaredTopology, Topology, declare_topology, delete_topology
+from tests.services import CLICKHOUSE_HOWTO, EmbeddedClickHouse, find_rabbitmq
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """AMQP URL of a real RabbitMQ (environment, local service, or testcontainers)."""
+    url, container = find_rabbitmq()
+    yield url
+    if container is not None:
+        container.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """HTTP URL of a real ClickHouse: MODELGATE_TEST_CLICKHOUSE_URL, else an embedded server."""
+    url = os.environ.get("MODELGATE_TEST_CLICKHOUSE_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedClickHouse(tmp_path_factory.mktemp("clickhouse") / "data")
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh broker namespace (queue and exchange prefix) for one test."""
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def topology_names(namespace: str) -> Topology:
+    return Topology(namespace)
+
+
+@pytest.fixture
+async def amqp(rabbitmq_url: str, topology_names: Topology) -> AsyncIterator[AbstractRobustConnection]:
+    """A connection to the real broker; the test's namespace is deleted afterwards."""
+    connection = await aio_pika.connect_robust(rabbitmq_url)
+    yield connection
+    try:
+        channel = await connection.channel()
+        await delete_topology(channel, topology_names)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def topology(amqp: AbstractRobustConnection, topology_names: Topology) -> DeclaredTopology:
+    """The namespace's topology, declared on the real broker."""
+    channel = await amqp.channel(publisher_confirms=True)
+    return await declare_topology(channel, topology_names)
+
+
+@pytest.fixture
+def ch_database(clickhouse_server: str) -> Iterator[str]:
+    """A fresh ClickHouse database for one test, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        client = clickhouse_connect.get_client(dsn=clickhouse_server)
+    except Exception as exc:  # pragma: no cover - the message is the point
+        pytest.fail(f"cannot connect to ClickHouse at {clickhouse_server}: {exc}\n{CLICKHOUSE_HOWTO}")
+    client.command(f"CREATE DATABASE {name}")
+    yield name
+    client.command(f"DROP DATABASE IF EXISTS {name}")
+    client.close()
+
+
+@pytest.fixture
+def model_store(tmp_path: Path) -> Path:
+    path = tmp_path / "models"
+    path.mkdir()
+    return path

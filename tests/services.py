@@ -1,0 +1,129 @@
+"""How tests find real services: URL from the environment, else the local service, else
+testcontainers where Docker runs; when none can be had, fail loudly saying how to get one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+RABBITMQ_HOWTO = (
+    "RabbitMQ is needed by this test and none could be reached.\n"
+    "  - set MODELGATE_TEST_RABBITMQ_URL=amqp://user:pass@host:5672/ to use one, or\n"
+    "  - start the local one: `rabbitmq-server -detached` (Debian package rabbitmq-server;\n"
+    "    `make test` installs and starts it), or\n"
+    "  - run a Docker engine so testcontainers can start rabbitmq:3-management."
+)
+
+CLICKHOUSE_HOWTO = (
+    "ClickHouse is needed by this test and none could be had.\n"
+    "  - set MODELGATE_TEST_CLICKHOUSE_URL=http://user:pass@host:8123/ to use a server, or\n"
+    "  - make sure the embedded server starts: `.venv/bin/modelgate clickhouse --port 8123`\n"
+    "    (needs the chdb-core package; `make test` installs it)."
+)
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def find_rabbitmq() -> tuple[str, object | None]:
+    """An AMQP URL and, when testcontainers started one, the container to stop at the end."""
+    url = os.environ.get("MODELGATE_TEST_RABBITMQ_URL") or os.environ.get("MODELGATE_RABBITMQ_URL")
+    if url:
+        parsed = urlparse(url)
+        if not port_open(parsed.hostname or "127.0.0.1", parsed.port or 5672, timeout=3):
+            pytest.fail(f"RabbitMQ at {url} (from the environment) is not reachable.\n{RABBITMQ_HOWTO}")
+        return url, None
+    if port_open("127.0.0.1", 5672):
+        return "amqp://guest:guest@127.0.0.1:5672/", None
+    if docker_available():
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        container = RabbitMqContainer("rabbitmq:3-management")
+        container.start()
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(5672)
+        return f"amqp://guest:guest@{host}:{port}/", container
+    pytest.fail(RABBITMQ_HOWTO)
+
+
+class EmbeddedClickHouse:
+    """A ``modelgate clickhouse`` subprocess on a free port with its own data directory."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, extra_env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.extra_env = extra_env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"clickhouse-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://default:@127.0.0.1:{self.port}/"
+
+    def start(self, timeout: float = 60.0) -> None:
+        env = {**os.environ, **self.extra_env}
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "clickhouse", "--host", "127.0.0.1",
+             "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(
+                    f"the embedded ClickHouse exited with {self.process.returncode}; "
+                    f"log: {self.log_path}\n{self.log_path.read_text(errors='replace')[-3000:]}\n"
+                    f"{CLICKHOUSE_HOWTO}"
+                )
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        pytest.fail(f"the embedded ClickHouse did not answer /ping in {timeout}s; log: {self.log_path}\n{CLICKHOUSE_HOWTO}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
