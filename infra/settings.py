@@ -25,8 +25,17 @@ class CommonSettings(BaseSettings):
     clickhouse_database: str = "modelgate"
     """ClickHouse database holding request events and rollups."""
 
+    clickhouse_raw_ttl_days: int = 30
+    """Days raw request events are kept in ClickHouse (rollups are kept longer)."""
+
     model_store: Path = Field(default_factory=lambda: Path(".modelgate/models"))
     """Directory of saved model versions (one folder per version, skops files)."""
+
+    database_url: str = "sqlite+aiosqlite:///.modelgate/modelgate.db"
+    """SQLAlchemy URL of the metadata database (users, models, APIs); PostgreSQL by URL."""
+
+    public_ingress_url: str = "http://127.0.0.1:8000"
+    """Base URL clients use to reach ingress (printed in API URLs and docs)."""
 
     log_level: str = "INFO"
     """Python logging level of the service."""
