@@ -50,7 +50,9 @@ def topology_names(namespace: str) -> Topology:
 
 
 @pytest.fixture
-async def amqp(rabbitmq_url: str, topology_names: Topology) -> AsyncIterator[AbstractRobustConnection]:
+async def amqp(
+    rabbitmq_url: str, topology_names: Topology
+) -> AsyncIterator[AbstractRobustConnection]:
     """A connection to the real broker; the test's namespace is deleted afterwards."""
     connection = await aio_pika.connect_robust(rabbitmq_url)
     yield connection
@@ -75,7 +77,9 @@ def ch_database(clickhouse_server: str) -> Iterator[str]:
     try:
         client = clickhouse_connect.get_client(dsn=clickhouse_server)
     except Exception as exc:  # pragma: no cover - the message is the point
-        pytest.fail(f"cannot connect to ClickHouse at {clickhouse_server}: {exc}\n{CLICKHOUSE_HOWTO}")
+        pytest.fail(
+            f"cannot connect to ClickHouse at {clickhouse_server}: {exc}\n{CLICKHOUSE_HOWTO}"
+        )
     client.command(f"CREATE DATABASE {name}")
     yield name
     client.command(f"DROP DATABASE IF EXISTS {name}")
@@ -87,3 +91,6 @@ def model_store(tmp_path: Path) -> Path:
     path = tmp_path / "models"
     path.mkdir()
     return path
+
+
+pytest_plugins = ["tests.stack"]

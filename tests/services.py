@@ -61,7 +61,9 @@ def find_rabbitmq() -> tuple[str, object | None]:
     if url:
         parsed = urlparse(url)
         if not port_open(parsed.hostname or "127.0.0.1", parsed.port or 5672, timeout=3):
-            pytest.fail(f"RabbitMQ at {url} (from the environment) is not reachable.\n{RABBITMQ_HOWTO}")
+            pytest.fail(
+                f"RabbitMQ at {url} (from the environment) is not reachable.\n{RABBITMQ_HOWTO}"
+            )
         return url, None
     if port_open("127.0.0.1", 5672):
         return "amqp://guest:guest@127.0.0.1:5672/", None
@@ -79,7 +81,9 @@ def find_rabbitmq() -> tuple[str, object | None]:
 class EmbeddedClickHouse:
     """A ``modelgate clickhouse`` subprocess on a free port with its own data directory."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.extra_env = extra_env or {}
@@ -94,9 +98,21 @@ class EmbeddedClickHouse:
         env = {**os.environ, **self.extra_env}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "clickhouse", "--host", "127.0.0.1",
-             "--port", str(self.port), "--data-dir", str(self.data_dir)],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "infra.cli",
+                "clickhouse",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -113,7 +129,10 @@ class EmbeddedClickHouse:
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        pytest.fail(f"the embedded ClickHouse did not answer /ping in {timeout}s; log: {self.log_path}\n{CLICKHOUSE_HOWTO}")
+        pytest.fail(
+            f"the embedded ClickHouse did not answer /ping in {timeout}s; "
+            f"log: {self.log_path}\n{CLICKHOUSE_HOWTO}"
+        )
 
     def stop(self, kill: bool = False) -> None:
         if self.process is None or self.process.poll() is not None:
