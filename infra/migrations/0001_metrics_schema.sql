@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS {db}.request_stats_1m
     response_bytes SimpleAggregateFunction(sum, UInt64),
     worker_rss_max_mb SimpleAggregateFunction(max, Float32),
     worker_rss_sum_mb SimpleAggregateFunction(sum, Float64),
-    worker_rss_samples SimpleAggregateFunction(sum, UInt64)
+    worker_rss_samples SimpleAggregateFunction(sum, UInt64),
+    last_ts SimpleAggregateFunction(max, DateTime64(3, 'UTC'))
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(bucket)
@@ -96,7 +97,8 @@ SELECT
     toUInt64(sum(response_bytes)) AS response_bytes,
     max(worker_rss_mb) AS worker_rss_max_mb,
     sum(toFloat64(worker_rss_mb)) AS worker_rss_sum_mb,
-    toUInt64(countIf(worker_rss_mb > 0)) AS worker_rss_samples
+    toUInt64(countIf(worker_rss_mb > 0)) AS worker_rss_samples,
+    max(ts) AS last_ts
 FROM {db}.request_events
 GROUP BY api_id, bucket, model_version;
 
@@ -120,7 +122,8 @@ SELECT
     toUInt64(sum(response_bytes)) AS response_bytes,
     max(worker_rss_mb) AS worker_rss_max_mb,
     sum(toFloat64(worker_rss_mb)) AS worker_rss_sum_mb,
-    toUInt64(countIf(worker_rss_mb > 0)) AS worker_rss_samples
+    toUInt64(countIf(worker_rss_mb > 0)) AS worker_rss_samples,
+    max(ts) AS last_ts
 FROM {db}.request_events
 GROUP BY api_id, bucket, model_version;
 
