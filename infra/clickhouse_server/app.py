@@ -1,0 +1,253 @@
+"""aiohttp adapter of the embedded ClickHouse server: ClickHouse's HTTP interface over chdb.
+
+Handlers only translate HTTP to ``QueryService`` calls and ``Reply``/``ClickHouseError`` back
+to ClickHouse's responses (headers, statuses, compression).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import BodyPartReader, web
+from multidict import CIMultiDict
+
+from infra.clickhouse_server.engine import Engine
+from infra.clickhouse_server.protocol import (
+    CONTENT_TYPES,
+    NOT_IMPLEMENTED,
+    ClickHouseError,
+    choose_response_encoding,
+    classify_params,
+    response_encoder,
+    truthy,
+)
+from infra.clickhouse_server.service import QueryService, Reply, credentials_from
+from infra.clickhouse_server.settings import ClickHouseServerSettings
+
+log = logging.getLogger(__name__)
+
+settings_key = web.AppKey("settings", ClickHouseServerSettings)
+engine_key = web.AppKey("engine", Engine)
+service_key = web.AppKey("service", QueryService)
+
+_READ_CHUNK = 1 << 20
+_OFFLOAD_BYTES = 256 * 1024
+
+
+async def engine_context(app: web.Application) -> AsyncIterator[None]:
+    """Open the chdb engine for the server's lifetime; close every connection on shutdown."""
+    settings = app[settings_key]
+    engine = Engine(
+        settings.clickhouse_server_data_dir.resolve(), settings.clickhouse_server_max_connections
+    )
+    await asyncio.get_running_loop().run_in_executor(None, engine.open)
+    app[engine_key] = engine
+    app[service_key] = QueryService(
+        engine, settings.clickhouse_server_users, settings.clickhouse_server_max_body_bytes
+    )
+    yield
+    await asyncio.get_running_loop().run_in_executor(None, engine.close)
+    log.info("chdb engine closed")
+
+
+def _base_headers(request: web.Request) -> CIMultiDict[str]:
+    settings = request.app[settings_key]
+    return CIMultiDict(
+        {"X-ClickHouse-Server-Display-Name": settings.clickhouse_server_display_name}
+    )
+
+
+def _error_response(request: web.Request, error: ClickHouseError) -> web.Response:
+    engine = request.app.get(engine_key)
+    headers = _base_headers(request)
+    headers["X-ClickHouse-Exception-Code"] = str(error.code)
+    return web.Response(
+        status=error.http_status,
+        body=error.body(engine.version if engine else ""),
+        headers=headers,
+        content_type="text/plain",
+        charset="utf-8",
+    )
+
+
+async def ping(request: web.Request) -> web.Response:
+    return web.Response(text="Ok.\n", headers=_base_headers(request))
+
+
+async def _form_fields(request: web.Request) -> list[tuple[str, str]]:
+    """Text fields of a multipart body (clickhouse-connect's form-encoded query and parameters).
+
+    Files in the body are ClickHouse's external data, which the embedded server does not serve.
+    """
+    fields: list[tuple[str, str]] = []
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.filename:
+            raise ClickHouseError.build(
+                NOT_IMPLEMENTED,
+                "External data (files in multipart bodies) is not supported by the embedded server",
+            )
+        fields.append((part.name or "", await part.text()))
+    return fields
+
+
+async def query(request: web.Request) -> web.StreamResponse:
+    """Run the SQL of one request (URL ``query=``, body, or both) as ClickHouse does."""
+    service = request.app[service_key]
+    items = list(request.query.items())
+    if request.method == "GET" and "query" not in request.query:
+        return web.Response(text="Ok.\n", headers=_base_headers(request))
+    try:
+        multipart = request.content_type.startswith("multipart/form-data")
+        if multipart:
+            items += await _form_fields(request)
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        params = classify_params(items, headers)
+        if truthy(params.reserved.get("compress")) or truthy(params.reserved.get("decompress")):
+            raise ClickHouseError.build(
+                NOT_IMPLEMENTED,
+                "ClickHouse's internal block compression (compress/decompress=1) is not supported "
+                "by the embedded server; use Content-Encoding / Accept-Encoding",
+            )
+        user = service.authenticate(credentials_from(headers, dict(request.query)))
+        body = (
+            request.content.iter_chunked(_READ_CHUNK)
+            if request.can_read_body and not multipart
+            else _empty()
+        )
+        reply = await service.execute(
+            user, request.method, params, body, request.headers.get("Content-Encoding")
+        )
+    except ClickHouseError as error:
+        if error.name == "READONLY" and "user" in locals():
+            error.message = error.message.replace(
+                "DB::Exception: default: ", f"DB::Exception: {user.name}: "
+            )
+        return _error_response(request, error)
+    encoding = (
+        choose_response_encoding(request.headers.get("Accept-Encoding"))
+        if params.enable_http_compression
+        else None
+    )
+    return await _send(request, reply, encoding)
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover
+
+
+async def _send(request: web.Request, reply: Reply, encoding: str | None) -> web.StreamResponse:
+    engine = request.app[engine_key]
+    headers = _base_headers(request)
+    headers["X-ClickHouse-Query-Id"] = reply.query_id
+    headers["X-ClickHouse-Format"] = reply.format
+    headers["X-ClickHouse-Timezone"] = engine.timezone
+    headers["X-ClickHouse-Summary"] = json.dumps(reply.summary, separators=(",", ":"))
+    headers["Content-Type"] = CONTENT_TYPES.get(
+        reply.format,
+        "application/octet-stream"
+        if reply.format in {"Native", "RowBinary", "Parquet", "Arrow", "ArrowStream"}
+        else "text/plain; charset=UTF-8",
+    )
+    encoder = response_encoder(encoding) if encoding else None
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    if reply.rest is None:
+        body = reply.body
+        if encoder is not None:
+            body = await engine.run(lambda: encoder.feed(reply.body) + encoder.finish())
+        return web.Response(body=body, headers=headers)
+
+    response = web.StreamResponse(headers=headers)
+    await response.prepare(request)
+    try:
+        await _write(response, engine, encoder, reply.body)
+        async for chunk in reply.rest:
+            await _write(response, engine, encoder, chunk)
+        if encoder is not None:
+            await response.write(encoder.finish())
+    except ClickHouseError as error:
+        # Headers are gone: like ClickHouse, put the error text into the stream.
+        log.warning("query %s failed while streaming: %s", reply.query_id, error)
+        tail = error.body(engine.version)
+        await response.write(encoder.feed(tail) + encoder.finish() if encoder else tail)
+    finally:
+        await reply.rest.aclose()
+    await response.write_eof()
+    return response
+
+
+async def _write(
+    response: web.StreamResponse, engine: Engine, encoder: object, data: bytes
+) -> None:
+    if not data:
+        return
+    if encoder is not None:
+        if len(data) >= _OFFLOAD_BYTES:
+            data = await engine.run(encoder.feed, data)  # type: ignore[attr-defined]
+        else:
+            data = encoder.feed(data)  # type: ignore[attr-defined]
+    if data:
+        await response.write(data)
+
+
+async def not_found(request: web.Request) -> web.Response:
+    return web.Response(
+        status=404,
+        text="There is no handle " + request.path + "\n\nUse / or /ping for health checks.\n",
+        headers=_base_headers(request),
+    )
+
+
+def create_app(settings: ClickHouseServerSettings) -> web.Application:
+    """The embedded server's aiohttp application (engine opened by a cleanup context)."""
+    app = web.Application(client_max_size=settings.clickhouse_server_max_body_bytes)
+    app[settings_key] = settings
+    app.cleanup_ctx.append(engine_context)
+    app.router.add_route("GET", "/ping", ping)
+    app.router.add_route("HEAD", "/ping", ping)
+    app.router.add_route("*", "/", query)
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    return app
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="modelgate clickhouse", description="the embedded ClickHouse HTTP server (chdb)"
+    )
+    parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="HTTP port (default 8123)")
+    parser.add_argument(
+        "--data-dir", type=Path, help="data directory (default .modelgate/clickhouse)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    """``modelgate clickhouse``: serve ClickHouse's HTTP interface until SIGTERM/SIGINT."""
+    args = parse_args(argv)
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["clickhouse_server_host"] = args.host
+    if args.port:
+        overrides["clickhouse_server_port"] = args.port
+    if args.data_dir:
+        overrides["clickhouse_server_data_dir"] = args.data_dir
+    settings = ClickHouseServerSettings(**overrides)  # type: ignore[arg-type]
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    web.run_app(
+        create_app(settings),
+        host=settings.clickhouse_server_host,
+        port=settings.clickhouse_server_port,
+        print=None,
+        access_log=None,
+    )
+    return 0

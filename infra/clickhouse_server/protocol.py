@@ -1,0 +1,530 @@
+"""ClickHouse's HTTP protocol, as pure functions: parameters, statements, errors, compression.
+
+Nothing here does I/O, so each rule (which URL parameters are settings, where the data of an
+``INSERT ... FORMAT X`` starts, which HTTP status an error code gets) is unit-testable.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import lz4.frame
+import zstandard
+
+# URL parameters ClickHouse's HTTP handler consumes itself (never settings).
+RESERVED_PARAMS = frozenset(
+    {
+        "query",
+        "database",
+        "default_format",
+        "compress",
+        "decompress",
+        "user",
+        "password",
+        "quota_key",
+        "query_id",
+        "stacktrace",
+        "buffer_size",
+        "wait_end_of_query",
+        "session_id",
+        "session_timeout",
+        "session_check",
+        "client_protocol_version",
+        "close_session",
+        "role",
+    }
+)
+
+# Real ClickHouse settings that only steer the HTTP layer; the engine never needs them, and
+# keeping them out of SET lets read-only connections serve clients that send them.
+HTTP_LAYER_SETTINGS = frozenset(
+    {
+        "enable_http_compression",
+        "http_zlib_compression_level",
+        "send_progress_in_http_headers",
+        "http_headers_progress_interval_ms",
+        "cancel_http_readonly_queries_on_client_close",
+        "add_http_cors_header",
+        "http_response_buffer_size",
+        "http_wait_end_of_query",
+        "http_write_exception_in_output_format",
+        "http_native_compression_disable_checksumming_on_decompress",
+    }
+)
+
+# Output formats whose chunks concatenate into one valid stream (no header/footer/statistics),
+# so large results can be streamed block by block.
+STREAMABLE_FORMATS = frozenset(
+    {
+        "Native",
+        "RowBinary",
+        "TabSeparated",
+        "TSV",
+        "TabSeparatedRaw",
+        "TSVRaw",
+        "CSV",
+        "JSONEachRow",
+        "JSONCompactEachRow",
+        "JSONStringsEachRow",
+        "ArrowStream",
+    }
+)
+
+CONTENT_TYPES = {
+    "TabSeparated": "text/tab-separated-values; charset=UTF-8",
+    "TSV": "text/tab-separated-values; charset=UTF-8",
+    "CSV": "text/csv; charset=UTF-8; header=absent",
+    "CSVWithNames": "text/csv; charset=UTF-8; header=present",
+    "JSON": "application/json; charset=UTF-8",
+    "JSONCompact": "application/json; charset=UTF-8",
+    "JSONEachRow": "application/x-ndjson; charset=UTF-8",
+}
+
+# ClickHouse's own mapping of error names to HTTP statuses (Server/HTTP/exceptionCodeToHTTPStatus).
+_STATUS_BY_NAME: dict[str, int] = {
+    "REQUIRED_PASSWORD": 401,
+    **dict.fromkeys(
+        [
+            "UNKNOWN_USER",
+            "WRONG_PASSWORD",
+            "AUTHENTICATION_FAILED",
+            "SET_NON_GRANTED_ROLE",
+            "ACCESS_DENIED",
+        ],
+        403,
+    ),
+    **dict.fromkeys(
+        [
+            "BAD_ARGUMENTS",
+            "CANNOT_COMPILE_REGEXP",
+            "CANNOT_PARSE_TEXT",
+            "CANNOT_PARSE_ESCAPE_SEQUENCE",
+            "CANNOT_PARSE_QUOTED_STRING",
+            "CANNOT_PARSE_DATE",
+            "CANNOT_PARSE_DATETIME",
+            "CANNOT_PARSE_NUMBER",
+            "CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING",
+            "CANNOT_PARSE_IPV4",
+            "CANNOT_PARSE_IPV6",
+            "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
+            "CANNOT_PARSE_UUID",
+            "DUPLICATE_COLUMN",
+            "ILLEGAL_COLUMN",
+            "UNKNOWN_ELEMENT_IN_AST",
+            "UNKNOWN_TYPE_OF_AST_NODE",
+            "THERE_IS_NO_COLUMN",
+            "TOO_DEEP_AST",
+            "TOO_BIG_AST",
+            "UNEXPECTED_AST_STRUCTURE",
+            "SYNTAX_ERROR",
+            "INCORRECT_DATA",
+            "TYPE_MISMATCH",
+            "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
+        ],
+        400,
+    ),
+    **dict.fromkeys(
+        [
+            "UNKNOWN_TABLE",
+            "UNKNOWN_FUNCTION",
+            "UNKNOWN_IDENTIFIER",
+            "UNKNOWN_TYPE",
+            "UNKNOWN_STORAGE",
+            "UNKNOWN_DATABASE",
+            "UNKNOWN_SETTING",
+            "UNKNOWN_DIRECTION_OF_SORTING",
+            "UNKNOWN_AGGREGATE_FUNCTION",
+            "UNKNOWN_FORMAT",
+            "UNKNOWN_DATABASE_ENGINE",
+            "UNKNOWN_TYPE_OF_QUERY",
+            "UNKNOWN_ROLE",
+        ],
+        404,
+    ),
+    "QUERY_IS_TOO_LARGE": 413,
+    "NOT_IMPLEMENTED": 501,
+    "SOCKET_TIMEOUT": 503,
+    "CANNOT_OPEN_FILE": 503,
+    "HTTP_LENGTH_REQUIRED": 411,
+    "TIMEOUT_EXCEEDED": 408,
+    "CANNOT_SCHEDULE_TASK": 503,
+    "UNSUPPORTED_MEDIA_TYPE": 415,
+}
+
+# Codes this module raises itself (numbers are ClickHouse's).
+SYNTAX_ERROR = 62
+NOT_IMPLEMENTED = 48
+READONLY = 164
+AUTHENTICATION_FAILED = 516
+UNKNOWN_FORMAT = 73
+QUERY_IS_TOO_LARGE = 202
+UNSUPPORTED_METHOD = 1
+STD_EXCEPTION = 1001
+CANNOT_DECOMPRESS = 271
+_NAMES = {
+    CANNOT_DECOMPRESS: "CANNOT_DECOMPRESS",
+    SYNTAX_ERROR: "SYNTAX_ERROR",
+    NOT_IMPLEMENTED: "NOT_IMPLEMENTED",
+    READONLY: "READONLY",
+    AUTHENTICATION_FAILED: "AUTHENTICATION_FAILED",
+    UNKNOWN_FORMAT: "UNKNOWN_FORMAT",
+    QUERY_IS_TOO_LARGE: "QUERY_IS_TOO_LARGE",
+    UNSUPPORTED_METHOD: "UNSUPPORTED_METHOD",
+    STD_EXCEPTION: "STD_EXCEPTION",
+}
+
+_CODE_RE = re.compile(r"Code: (\d+)\. (.*)", re.DOTALL)
+_NAME_RE = re.compile(r"\(([A-Z][A-Z0-9_]*)\)\s*$")
+
+
+class ClickHouseError(Exception):
+    """An error as ClickHouse reports it: numeric code, name and ``DB::Exception`` message."""
+
+    def __init__(self, code: int, message: str, name: str | None = None) -> None:
+        self.code = code
+        self.name = name or _NAMES.get(code, "")
+        self.message = message
+        super().__init__(f"Code: {code}. {message}")
+
+    @classmethod
+    def build(cls, code: int, text: str) -> ClickHouseError:
+        """An error raised by this server (not the engine), worded like ClickHouse's."""
+        name = _NAMES.get(code, "")
+        return cls(code, f"DB::Exception: {text}. ({name})", name)
+
+    @classmethod
+    def from_engine(cls, exc: BaseException) -> ClickHouseError:
+        """Parse ``Code: N. DB::Exception: ... (NAME)`` out of a chdb exception."""
+        text = str(exc)
+        match = _CODE_RE.search(text)
+        if match is None:
+            return cls(
+                STD_EXCEPTION, f"DB::Exception: {text.strip()}. (STD_EXCEPTION)", "STD_EXCEPTION"
+            )
+        message = match.group(2).strip()
+        name_match = _NAME_RE.search(message)
+        return cls(int(match.group(1)), message, name_match.group(1) if name_match else None)
+
+    @property
+    def http_status(self) -> int:
+        return _STATUS_BY_NAME.get(self.name, 500)
+
+    def body(self, version: str) -> bytes:
+        return f"Code: {self.code}. {self.message} (version {version})\n".encode()
+
+
+def truthy(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass
+class RequestParams:
+    """A request's URL (and form) parameters sorted the way ClickHouse's HTTP handler sorts them."""
+
+    query: str = ""
+    database: str | None = None
+    default_format: str | None = None
+    query_id: str | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+    query_params: dict[str, str] = field(default_factory=dict)
+    http_settings: dict[str, str] = field(default_factory=dict)
+    reserved: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def wait_end_of_query(self) -> bool:
+        return truthy(self.reserved.get("wait_end_of_query"))
+
+    @property
+    def enable_http_compression(self) -> bool:
+        return truthy(self.http_settings.get("enable_http_compression"))
+
+
+def classify_params(items: Iterable[tuple[str, str]], headers: dict[str, str]) -> RequestParams:
+    """Split parameters into query, database, format, settings and server-side query params."""
+    params = RequestParams(
+        database=headers.get("x-clickhouse-database") or None,
+        default_format=headers.get("x-clickhouse-format") or None,
+        query_id=headers.get("x-clickhouse-query-id") or None,
+    )
+    for key, value in items:
+        if not key:
+            continue
+        if key == "query":
+            params.query = value
+        elif key == "database":
+            params.database = params.database or value or None
+        elif key == "default_format":
+            params.default_format = params.default_format or value or None
+        elif key == "query_id":
+            params.query_id = value or None
+        elif key.startswith("param_"):
+            params.query_params[key[len("param_") :]] = value
+        elif key in RESERVED_PARAMS:
+            params.reserved[key] = value
+        elif key in HTTP_LAYER_SETTINGS:
+            params.http_settings[key] = value
+        else:
+            params.settings[key] = value
+    return params
+
+
+# --- statements -------------------------------------------------------------------------------
+
+_WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # "word", "quoted", "punct"
+    text: str
+    start: int
+    end: int
+
+
+def tokens(sql: str, start: int = 0) -> Iterable[Token]:
+    """ClickHouse SQL tokens with comments dropped; strings and quoted names kept whole."""
+    i, n = start, len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch.isspace():
+            i += 1
+        elif sql.startswith("--", i) or ch == "#":
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif ch in "'\"`":
+            j = i + 1
+            while j < n and sql[j] != ch:
+                j += 2 if sql[j] == "\\" else 1
+            yield Token("quoted", sql[i : j + 1], i, min(j + 1, n))
+            i = j + 1
+        else:
+            match = _WORD_RE.match(sql, i)
+            if match:
+                yield Token("word", match.group(0), i, match.end())
+                i = match.end()
+            else:
+                yield Token("punct", ch, i, i + 1)
+                i += 1
+
+
+def first_keyword(sql: str) -> str:
+    """The statement's first keyword, upper-cased ('' when there is none)."""
+    for token in tokens(sql):
+        return token.text.upper() if token.kind == "word" else ""
+    return ""
+
+
+@dataclass(frozen=True)
+class InsertWithData:
+    """An ``INSERT ... FORMAT X`` (or ``VALUES``) whose data follows the statement."""
+
+    statement: str
+    """The INSERT without its FORMAT clause, as chdb's ``send_insert`` wants it."""
+    format: str
+    data_offset: int
+    """Where the data starts in the text the statement was found in."""
+
+
+def split_insert(text: str) -> InsertWithData | None:
+    """Find where the data of an ``INSERT ... FORMAT X`` starts, as ClickHouse's parser does.
+
+    ``text`` is the request's SQL and data decoded as latin-1 (so offsets are byte offsets).
+    Data starts after the first newline following the format name, or after the whitespace
+    when there is no newline. Returns None for other statements (``INSERT ... SELECT`` too).
+    """
+    stream = iter(tokens(text))
+    first = next(stream, None)
+    if first is None or first.kind != "word" or first.text.upper() != "INSERT":
+        return None
+    depth = 0
+    table_seen = False
+    previous: Token | None = None
+    for token in stream:
+        word = token.text.upper() if token.kind == "word" else ""
+        if token.kind == "punct":
+            if token.text == "(":
+                depth += 1
+            elif token.text == ")":
+                depth -= 1
+        elif depth == 0 and word in {"INTO", "TABLE", "FUNCTION"} and not table_seen:
+            pass
+        elif depth == 0 and not table_seen:
+            table_seen = True
+        elif depth == 0 and word in {"SELECT", "WITH"}:
+            return None
+        elif depth == 0 and word == "VALUES":
+            return InsertWithData(text[: token.start].rstrip(), "Values", token.end)
+        elif depth == 0 and word == "FORMAT" and previous is not None:
+            name = _WORD_RE.match(text, _skip_spaces(text, token.end))
+            if name is None:
+                return None
+            return InsertWithData(
+                text[: token.start].rstrip(), name.group(0), _data_start(text, name.end())
+            )
+        if table_seen and token.kind == "punct" and token.text == "." and depth == 0:
+            table_seen = False  # db.table: the next word is still the table name
+        previous = token
+    return None
+
+
+def _skip_spaces(text: str, i: int) -> int:
+    while i < len(text) and text[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+def _data_start(text: str, i: int) -> int:
+    newline = text.find("\n", i)
+    if newline >= 0 and text[i:newline].strip(" \t\r") == "":
+        return newline + 1
+    return _skip_spaces(text, i)
+
+
+def output_format(sql: str, known_formats: frozenset[str]) -> str | None:
+    """The name after the statement's last top-level ``FORMAT`` keyword, if it names a format."""
+    found: str | None = None
+    depth = 0
+    after_format = False
+    for token in tokens(sql):
+        if token.kind == "punct":
+            depth += {"(": 1, ")": -1}.get(token.text, 0)
+            after_format = False
+            continue
+        if after_format and token.kind == "word" and token.text in known_formats:
+            found = token.text
+        after_format = depth == 0 and token.kind == "word" and token.text.upper() == "FORMAT"
+    return found
+
+
+def strip_statement(sql: str) -> str:
+    """The statement without surrounding whitespace and trailing semicolons."""
+    return sql.strip().rstrip(";").rstrip()
+
+
+# --- compression ------------------------------------------------------------------------------
+
+
+class Decoder(Protocol):
+    def feed(self, data: bytes) -> bytes: ...
+    def finish(self) -> bytes: ...
+
+
+class _Identity:
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class _MultiFrame:
+    """Decodes a body of concatenated frames (clickhouse-connect sends one lz4/zstd frame per block)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.decoder = self._new()
+
+    def _new(
+        self,
+    ) -> lz4.frame.LZ4FrameDecompressor | zstandard.ZstdDecompressionObj | zlib._Decompress:
+        if self.kind == "lz4":
+            return lz4.frame.LZ4FrameDecompressor()
+        if self.kind == "zstd":
+            return zstandard.ZstdDecompressor().decompressobj()
+        return zlib.decompressobj(wbits=47 if self.kind == "gzip" else 15)
+
+    def feed(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        while data:
+            chunk = self.decoder.decompress(data)
+            out.append(chunk)
+            if not self.decoder.eof:
+                break
+            data = self.decoder.unused_data
+            self.decoder = self._new()
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        return b""
+
+
+def request_decoder(content_encoding: str | None) -> Decoder:
+    """A decoder for the request body's ``Content-Encoding`` (lz4, zstd, gzip, deflate or none)."""
+    encoding = (content_encoding or "").strip().lower()
+    if encoding in {"", "identity", "none"}:
+        return _Identity()
+    if encoding in {"lz4", "zstd", "gzip", "x-gzip", "deflate"}:
+        return _MultiFrame("gzip" if encoding == "x-gzip" else encoding)
+    raise ClickHouseError.build(
+        NOT_IMPLEMENTED, f"Unknown HTTP request compression method '{encoding}'"
+    )
+
+
+class Encoder(Protocol):
+    def feed(self, data: bytes) -> bytes: ...
+    def finish(self) -> bytes: ...
+
+
+class _Lz4Encoder:
+    def __init__(self) -> None:
+        self.compressor = lz4.frame.LZ4FrameCompressor()
+        self.started = False
+
+    def feed(self, data: bytes) -> bytes:
+        head = b"" if self.started else self.compressor.begin()
+        self.started = True
+        return head + self.compressor.compress(data)
+
+    def finish(self) -> bytes:
+        head = b"" if self.started else self.compressor.begin()
+        self.started = True
+        return head + self.compressor.flush()
+
+
+class _ZstdEncoder:
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor().compressobj()
+
+    def feed(self, data: bytes) -> bytes:
+        return self.compressor.compress(data)
+
+    def finish(self) -> bytes:
+        return self.compressor.flush()
+
+
+class _ZlibEncoder:
+    def __init__(self, gzip: bool) -> None:
+        self.compressor = zlib.compressobj(level=3, wbits=31 if gzip else 15)
+
+    def feed(self, data: bytes) -> bytes:
+        return self.compressor.compress(data)
+
+    def finish(self) -> bytes:
+        return self.compressor.flush()
+
+
+RESPONSE_ENCODINGS = ("lz4", "zstd", "gzip", "deflate")
+
+
+def choose_response_encoding(accept_encoding: str | None) -> str | None:
+    """The first encoding the client accepts that this server can write."""
+    for part in (accept_encoding or "").split(","):
+        name = part.split(";")[0].strip().lower()
+        if name in RESPONSE_ENCODINGS:
+            return name
+    return None
+
+
+def response_encoder(encoding: str) -> Encoder:
+    if encoding == "lz4":
+        return _Lz4Encoder()
+    if encoding == "zstd":
+        return _ZstdEncoder()
+    return _ZlibEncoder(gzip=encoding == "gzip")
