@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -122,7 +122,7 @@ class EngineConnection:
         except RuntimeError as exc:
             raise ClickHouseError.from_engine(exc) from None
 
-    def stream(self, sql: str, fmt: str, params: dict[str, str]) -> Iterator[bytes]:
+    def stream(self, sql: str, fmt: str, params: dict[str, str]) -> Generator[bytes, None, None]:
         """Result chunks of a SELECT, fetched one by one (call ``next`` from a worker thread)."""
         try:
             result = self.connection.send_query(sql, fmt, params=params)
@@ -131,7 +131,7 @@ class EngineConnection:
         try:
             while True:
                 try:
-                    chunk = result.fetch()
+                    chunk = result.fetch()  # type: ignore[no-untyped-call]
                 except RuntimeError as exc:
                     raise ClickHouseError.from_engine(exc) from None
                 if chunk is None:
@@ -139,7 +139,7 @@ class EngineConnection:
                 yield chunk.bytes()
         finally:
             with suppress(Exception):
-                result.close()
+                result.close()  # type: ignore[no-untyped-call]
 
     def begin_insert(self, statement: str, fmt: str) -> StreamingInserter:
         try:

@@ -425,7 +425,7 @@ class _Identity:
 
 
 class _MultiFrame:
-    """Decodes a body of concatenated frames (clickhouse-connect sends one lz4/zstd frame per block)."""
+    """Decodes concatenated frames (clickhouse-connect sends one lz4/zstd frame per block)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -480,12 +480,12 @@ class _Lz4Encoder:
     def feed(self, data: bytes) -> bytes:
         head = b"" if self.started else self.compressor.begin()
         self.started = True
-        return head + self.compressor.compress(data)
+        return bytes(head + self.compressor.compress(data))
 
     def finish(self) -> bytes:
         head = b"" if self.started else self.compressor.begin()
         self.started = True
-        return head + self.compressor.flush()
+        return bytes(head + self.compressor.flush())
 
 
 class _ZstdEncoder:
@@ -493,10 +493,10 @@ class _ZstdEncoder:
         self.compressor = zstandard.ZstdCompressor().compressobj()
 
     def feed(self, data: bytes) -> bytes:
-        return self.compressor.compress(data)
+        return bytes(self.compressor.compress(data))
 
     def finish(self) -> bytes:
-        return self.compressor.flush()
+        return bytes(self.compressor.flush())
 
 
 class _ZlibEncoder:

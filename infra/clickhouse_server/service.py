@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hmac
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -62,7 +62,7 @@ def credentials_from(headers: Mapping[str, str], params: Mapping[str, str]) -> C
     if header_user or header_key:
         if authorization or in_params:
             raise _auth_error(
-                "Invalid authentication: it is not allowed to mix X-ClickHouse headers with other schemes"
+                "Invalid authentication: X-ClickHouse headers cannot be mixed with other schemes"
             )
         return Credentials(header_user or "default", header_key)
     if authorization:
@@ -96,7 +96,7 @@ class Reply:
     format: str
     summary: dict[str, str]
     body: bytes
-    rest: AsyncIterator[bytes] | None = None
+    rest: AsyncGenerator[bytes, None] | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -243,7 +243,7 @@ class QueryService:
 
     async def _stream_chunks(
         self, level: int, database: str, params: RequestParams, sql: str, fmt: str
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         async with self.engine.lease(level) as connection:
             await self.engine.run(connection.prepare, database, params.settings)
             iterator = await self.engine.run(
@@ -299,14 +299,14 @@ class QueryService:
 
 def _start_stream(
     connection: EngineConnection, sql: str, fmt: str, params: dict[str, str]
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     iterator = connection.stream(sql, fmt, params)
     return iterator
 
 
 def _append(inserter: StreamingInserter, data: bytes) -> None:
     try:
-        inserter.append(data)
+        inserter.append(data)  # type: ignore[no-untyped-call]
     except RuntimeError as exc:
         raise ClickHouseError.from_engine(exc) from None
 
@@ -320,4 +320,4 @@ def _finish(inserter: StreamingInserter) -> InsertResult:
 
 def _cancel(inserter: StreamingInserter) -> None:
     with suppress(Exception):  # the original error is what the client needs
-        inserter.cancel()
+        inserter.cancel()  # type: ignore[no-untyped-call]
