@@ -3,8 +3,9 @@
 -- replaced by infra/migrate.py. Every statement is idempotent (IF NOT EXISTS).
 
 -- One row per HTTP request to a prediction API (accepted or rejected), as ingress recorded it.
--- batch_id is the RequestEventBatch it arrived in; the bloom filter on event_id keeps the
--- consumer's duplicate check (event ids of a redelivered batch) to a few granules.
+-- batch_id is the RequestEventBatch it arrived in: the consumer's duplicate check looks up the
+-- event ids already stored for a redelivered batch by batch id (bloom filter), within the
+-- batch's APIs and time span (primary key). The event_id filter serves lookups by request id.
 CREATE TABLE IF NOT EXISTS {db}.request_events
 (
     event_id String,
@@ -31,6 +32,7 @@ CREATE TABLE IF NOT EXISTS {db}.request_events
     output String CODEC(ZSTD(3)),
     inserted_at DateTime64(3, 'UTC') DEFAULT now64(3),
     INDEX idx_event_id event_id TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_batch_id batch_id TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_status status_code TYPE set(64) GRANULARITY 4
 )
 ENGINE = MergeTree

@@ -1,0 +1,41 @@
+"""Settings of the metrics consumer (environment ``MODELGATE_CONSUMER_*`` plus the common ones)."""
+
+from __future__ import annotations
+
+from infra.settings import CommonSettings
+
+
+class ConsumerSettings(CommonSettings):
+    """How the consumer batches, retries and reports."""
+
+    consumer_metrics_host: str = "127.0.0.1"
+    """Address of the ``/metrics`` and ``/health`` HTTP server."""
+
+    consumer_metrics_port: int = 9200
+    """Port of the ``/metrics`` and ``/health`` HTTP server (0: any free port)."""
+
+    consumer_batch_rows: int = 20_000
+    """Rows buffered before a flush; ClickHouse likes thousands of rows per insert."""
+
+    consumer_flush_interval_s: float = 0.5
+    """Longest time a row waits in the buffer before it is flushed (bounds the lag)."""
+
+    consumer_prefetch: int = 128
+    """Unacknowledged messages the broker may hand over: the memory bound. A flush also starts
+    once half of them are buffered, so a full prefetch never stalls the stream."""
+
+    consumer_retry_initial_s: float = 0.2
+    """First wait after a failed insert; doubled after each failure up to the maximum."""
+
+    consumer_retry_max_s: float = 5.0
+    """Longest wait between insert attempts while ClickHouse is unreachable."""
+
+    consumer_dedup_cache_size: int = 100_000
+    """Batch ids of recently inserted batches remembered to drop republished copies."""
+
+    consumer_dedup_warmup_s: float = 60.0
+    """After a start, every batch is checked against stored rows for this long (copies of
+    batches inserted by a previous process are not in the in-memory cache)."""
+
+    consumer_insert_timeout_s: float = 60.0
+    """Timeout of one ClickHouse insert or lookup."""

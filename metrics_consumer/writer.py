@@ -1,0 +1,206 @@
+"""Writing buffered messages to ClickHouse exactly once: duplicate removal, insert, retry.
+
+Duplicates come from redelivery (the consumer died or lost its channel after ClickHouse accepted
+rows but before the ack) and from republished batches. A batch id inserted by this process is
+remembered in a bounded LRU; a batch that may have been stored before (redelivered, seen during
+the warm-up after a start, or part of an insert attempt that failed) has its stored event ids
+looked up and removed. The same applies to worker samples, keyed by (worker, time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from metrics_consumer.decoding import epoch_ms, event_columns, sample_columns
+from metrics_consumer.metrics import ConsumerMetrics
+from metrics_consumer.store import EventStore
+from schemas.messages import RequestEvent, WorkerSample
+
+log = logging.getLogger(__name__)
+
+
+class RecentBatches:
+    """A bounded LRU of batch ids known to be stored."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, batch_id: object) -> bool:
+        return batch_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, batch_id: str) -> None:
+        self._ids[batch_id] = None
+        self._ids.move_to_end(batch_id)
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+
+@dataclass
+class Pending:
+    """One decoded message waiting for its rows to be stored; ``message`` is acked afterwards."""
+
+    message: Any
+    batch_id: str
+    events: list[RequestEvent] = field(default_factory=list)
+    sample: WorkerSample | None = None
+    redelivered: bool = False
+
+    @property
+    def rows(self) -> int:
+        return len(self.events) + (1 if self.sample is not None else 0)
+
+
+@dataclass
+class WriteOutcome:
+    events: int = 0
+    samples: int = 0
+    duplicates: int = 0
+    attempts: int = 0
+
+
+class BatchWriter:
+    """Stores buffered messages exactly once, retrying with backoff until ClickHouse accepts."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        metrics: ConsumerMetrics,
+        *,
+        cache_size: int = 100_000,
+        warmup_s: float = 60.0,
+        retry_initial_s: float = 0.2,
+        retry_max_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.recent = RecentBatches(cache_size)
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.clock = clock
+        self.warmup_until = clock() + warmup_s
+        self.healthy = True
+        self.last_error: str = ""
+
+    def needs_lookup(self, pending: Pending) -> bool:
+        return pending.redelivered or self.clock() < self.warmup_until
+
+    async def write(self, batch: Sequence[Pending]) -> WriteOutcome:
+        """Insert the new rows of ``batch``; returns once they are stored (never drops them)."""
+        outcome = WriteOutcome()
+        delay = self.retry_initial_s
+        lookup_all = False
+        while True:
+            outcome.attempts += 1
+            try:
+                await self._write_once(batch, lookup_all, outcome)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The failed insert may still have been committed: look everything up next time.
+                lookup_all = True
+                self.healthy = False
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self.metrics.insert_failures.inc()
+                log.warning(
+                    "insert of %d messages failed (attempt %d), retrying in %.1fs: %s",
+                    len(batch),
+                    outcome.attempts,
+                    delay,
+                    self.last_error,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            self.healthy = True
+            self.last_error = ""
+            for pending in batch:
+                self.recent.add(pending.batch_id)
+            return outcome
+
+    async def _write_once(
+        self, batch: Sequence[Pending], lookup_all: bool, outcome: WriteOutcome
+    ) -> None:
+        fresh: list[Pending] = []
+        seen_batches: set[str] = set()
+        for pending in batch:
+            if pending.batch_id in self.recent or pending.batch_id in seen_batches:
+                outcome.duplicates += pending.rows
+                continue
+            seen_batches.add(pending.batch_id)
+            fresh.append(pending)
+        to_check = [p for p in fresh if lookup_all or self.needs_lookup(p)]
+        stored_events, stored_samples = await self._stored(to_check)
+
+        events: list[RequestEvent] = []
+        batch_ids: list[str] = []
+        samples: list[WorkerSample] = []
+        seen_events: set[str] = set()
+        duplicates = 0
+        for pending in fresh:
+            for event in pending.events:
+                if event.event_id in stored_events or event.event_id in seen_events:
+                    duplicates += 1
+                    continue
+                seen_events.add(event.event_id)
+                events.append(event)
+                batch_ids.append(pending.batch_id)
+            sample = pending.sample
+            if sample is not None:
+                key = (sample.worker_id, epoch_ms(sample))
+                if key in stored_samples:
+                    duplicates += 1
+                else:
+                    stored_samples.add(key)
+                    samples.append(sample)
+
+        started = time.perf_counter()
+        if events:
+            await self.store.insert_events(event_columns(events, batch_ids))
+        if samples:
+            await self.store.insert_samples(sample_columns(samples))
+        elapsed = time.perf_counter() - started
+        # Only once everything is stored do the figures count (a retry recounts from scratch).
+        outcome.events, outcome.samples, outcome.duplicates = (
+            len(events),
+            len(samples),
+            outcome.duplicates + duplicates,
+        )
+        if events or samples:
+            self.metrics.insert_seconds.observe(elapsed)
+            self.metrics.batch_rows.observe(len(events) + len(samples))
+        self.metrics.events_inserted.inc(len(events))
+        self.metrics.samples_inserted.inc(len(samples))
+        self.metrics.duplicates_dropped.inc(outcome.duplicates)
+        if events:
+            oldest = min(e.ts for e in events).timestamp()
+            self.metrics.lag_seconds.set(max(0.0, time.time() - oldest))
+
+    async def _stored(self, to_check: Sequence[Pending]) -> tuple[set[str], set[tuple[str, int]]]:
+        stored_events: set[str] = set()
+        stored_samples: set[tuple[str, int]] = set()
+        with_events = [p for p in to_check if p.events]
+        if with_events:
+            times = [epoch_ms(e) for p in with_events for e in p.events]
+            stored_events = await self.store.stored_event_ids(
+                [p.batch_id for p in with_events], min(times), max(times)
+            )
+            self.metrics.dedup_lookups.inc()
+        with_samples = [p.sample for p in to_check if p.sample is not None]
+        if with_samples:
+            times = [epoch_ms(s) for s in with_samples]
+            stored_samples = await self.store.stored_sample_keys(
+                [s.worker_id for s in with_samples], min(times), max(times)
+            )
+            self.metrics.dedup_lookups.inc()
+        return stored_events, stored_samples
