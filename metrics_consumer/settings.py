@@ -36,6 +36,3 @@ class ConsumerSettings(CommonSettings):
     consumer_dedup_warmup_s: float = 60.0
     """After a start, every batch is checked against stored rows for this long (copies of
     batches inserted by a previous process are not in the in-memory cache)."""
-
-    consumer_insert_timeout_s: float = 60.0
-    """Timeout of one ClickHouse insert or lookup."""

@@ -15,11 +15,11 @@ from contextlib import AsyncExitStack, suppress
 from typing import Any
 
 import aio_pika
-import clickhouse_connect
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from infra.clickhouse import create_async_client
 from infra.topology import DeclaredTopology, Topology, declare_topology
 from metrics_consumer.decoding import DecodeError, decode
 from metrics_consumer.metrics import ConsumerMetrics
@@ -124,11 +124,7 @@ class Worker:
         delay = self.settings.consumer_retry_initial_s
         while not stop.is_set():
             try:
-                return await clickhouse_connect.get_async_client(
-                    dsn=self.settings.clickhouse_url,
-                    send_receive_timeout=int(self.settings.consumer_insert_timeout_s),
-                    compress="lz4",
-                )
+                return await create_async_client(self.settings.clickhouse_url)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
