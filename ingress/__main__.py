@@ -1,0 +1,34 @@
+"""``modelgate ingress``: serve the prediction APIs on uvloop until SIGTERM / SIGINT."""
+
+from __future__ import annotations
+
+import logging
+
+import uvloop
+from aiohttp import web
+
+from ingress.app import create_app
+from ingress.settings import IngressSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = IngressSettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s {settings.ingress_id} %(name)s: %(message)s",
+    )
+    loop = uvloop.new_event_loop()
+    web.run_app(
+        create_app(settings),
+        host=settings.ingress_host,
+        port=settings.ingress_port,
+        access_log=None,
+        print=None,
+        loop=loop,
+        shutdown_timeout=10.0,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,241 @@
+"""Micro-batching per model version: many requests' rows leave as one ``PredictBatch`` message.
+
+A batch leaves when it holds ``max_rows`` rows or ``max_wait_s`` after its first row; its reply
+is split back to the requests. One timer per batch fails what is still waiting at the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from ingress.errors import IngressError
+from schemas import SCHEMA_VERSION, ErrorCode
+
+log = logging.getLogger(__name__)
+
+SendBatch = Callable[[str, bytes, float], Awaitable[None]]
+"""Publishes one batch: (batch id, body, seconds until its deadline)."""
+
+
+class BatchAnswer:
+    """A request's share of a batch reply: its rows' results and the batch's measurements."""
+
+    __slots__ = ("batch_rows", "count", "reply", "start")
+
+    def __init__(self, reply: dict[str, Any], start: int, count: int, batch_rows: int) -> None:
+        self.reply = reply
+        self.start = start
+        self.count = count
+        self.batch_rows = batch_rows
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.reply["results"][self.start : self.start + self.count]
+        return rows
+
+
+class _OpenBatch:
+    __slots__ = ("feature_names", "model_version", "requests", "rows", "timer", "want_proba")
+
+    def __init__(self, model_version: str, feature_names: list[str], want_proba: bool) -> None:
+        self.model_version = model_version
+        self.feature_names = feature_names
+        self.want_proba = want_proba
+        self.rows: list[list[Any]] = []
+        self.requests: list[tuple[asyncio.Future[BatchAnswer], int, int]] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _SentBatch:
+    __slots__ = ("requests", "rows", "timer")
+
+    def __init__(
+        self, requests: list[tuple[asyncio.Future[BatchAnswer], int, int]], rows: int
+    ) -> None:
+        self.requests = requests
+        self.rows = rows
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class MicroBatcher:
+    """Collects rows per model version and sends them as one message per batch."""
+
+    def __init__(
+        self,
+        max_rows: int,
+        max_wait_s: float,
+        timeout_s: float,
+        on_batch_sent: Callable[[int], None] | None = None,
+    ) -> None:
+        self.max_rows = max_rows
+        self.max_wait_s = max_wait_s
+        self.timeout_s = timeout_s
+        self.predictors_online = True
+        self._send: SendBatch | None = None
+        self._expect: Callable[[str, Callable[[bytes], None]], None] | None = None
+        self._forget: Callable[[str], None] | None = None
+        self._open: dict[str, _OpenBatch] = {}
+        self._sent: dict[str, _SentBatch] = {}
+        self._on_batch_sent = on_batch_sent
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches_sent = 0
+
+    def attach(
+        self,
+        send: SendBatch,
+        expect: Callable[[str, Callable[[bytes], None]], None],
+        forget: Callable[[str], None],
+    ) -> None:
+        """Connect the transport (the RPC client's publish / expect / forget)."""
+        self._send, self._expect, self._forget = send, expect, forget
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(b.requests) for b in self._sent.values()) + sum(
+            len(b.requests) for b in self._open.values()
+        )
+
+    def submit(
+        self, model_version: str, feature_names: list[str], want_proba: bool, rows: list[list[Any]]
+    ) -> asyncio.Future[BatchAnswer]:
+        """Queue a request's rows; the future gets its answer or an ``IngressError``."""
+        if self._send is None or not self.predictors_online:
+            raise IngressError(
+                503,
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "no prediction worker is available; try again shortly",
+            )
+        loop = asyncio.get_running_loop()
+        batch = self._open.get(model_version)
+        if batch is None:
+            batch = self._open[model_version] = _OpenBatch(model_version, feature_names, want_proba)
+            batch.timer = loop.call_later(self.max_wait_s, self._flush, model_version)
+        future: asyncio.Future[BatchAnswer] = loop.create_future()
+        batch.requests.append((future, len(batch.rows), len(rows)))
+        batch.rows.extend(rows)
+        if len(batch.rows) >= self.max_rows:
+            self._flush(model_version)
+        return future
+
+    def _flush(self, model_version: str) -> None:
+        batch = self._open.pop(model_version, None)
+        if batch is None:
+            return
+        if batch.timer is not None:
+            batch.timer.cancel()
+        batch_id = uuid.uuid4().hex
+        now = time.time()
+        body = orjson.dumps(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "batch_id": batch_id,
+                "model_version": batch.model_version,
+                "task": "classification" if batch.want_proba else "regression",
+                "feature_names": batch.feature_names,
+                "rows": batch.rows,
+                "want_probabilities": batch.want_proba,
+                "sent_at": now,
+                "deadline": now + self.timeout_s,
+            }
+        )
+        sent = self._sent[batch_id] = _SentBatch(batch.requests, len(batch.rows))
+        loop = asyncio.get_running_loop()
+        sent.timer = loop.call_later(self.timeout_s, self._expire, batch_id)
+        assert self._expect is not None and self._send is not None
+        self._expect(batch_id, lambda reply: self._answer(batch_id, reply))
+        task = loop.create_task(self._publish(batch_id, body))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self.batches_sent += 1
+        if self._on_batch_sent is not None:
+            self._on_batch_sent(len(batch.rows))
+
+    async def _publish(self, batch_id: str, body: bytes) -> None:
+        assert self._send is not None
+        try:
+            await self._send(batch_id, body, self.timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("batch %s not published: %s", batch_id, exc)
+            self._fail(
+                batch_id,
+                IngressError(
+                    503,
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    "the prediction service is unreachable; try again shortly",
+                ),
+            )
+
+    def _answer(self, batch_id: str, body: bytes) -> None:
+        sent = self._sent.pop(batch_id, None)
+        if sent is None:
+            return
+        if sent.timer is not None:
+            sent.timer.cancel()
+        try:
+            reply = orjson.loads(body)
+            results = reply["results"]
+            if reply.get("error_code") is None and len(results) != sent.rows:
+                raise ValueError(f"{len(results)} results for {sent.rows} rows")
+        except Exception as exc:
+            log.error("malformed reply to batch %s: %s", batch_id, exc)
+            error = IngressError(500, ErrorCode.INTERNAL_ERROR, "the prediction worker failed")
+            for future, _, _ in sent.requests:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for future, start, count in sent.requests:
+            if not future.done():
+                future.set_result(BatchAnswer(reply, start, count, sent.rows))
+
+    def _expire(self, batch_id: str) -> None:
+        if self.predictors_online:
+            error = IngressError(
+                504, ErrorCode.TIMEOUT, f"no prediction within {self.timeout_s:g} s"
+            )
+        else:
+            error = IngressError(
+                503, ErrorCode.SERVICE_UNAVAILABLE, "no prediction worker is available"
+            )
+        self._fail(batch_id, error)
+
+    def _fail(self, batch_id: str, error: IngressError) -> None:
+        sent = self._sent.pop(batch_id, None)
+        if self._forget is not None:
+            self._forget(batch_id)
+        if sent is None:
+            return
+        if sent.timer is not None:
+            sent.timer.cancel()
+        for future, _, _ in sent.requests:
+            if not future.done():
+                future.set_exception(error)
+
+    def close(self) -> None:
+        """Fail everything still waiting (shutdown)."""
+        for version in list(self._open):
+            self._flush_failed(version)
+        for batch_id in list(self._sent):
+            self._fail(
+                batch_id, IngressError(503, ErrorCode.SERVICE_UNAVAILABLE, "ingress is stopping")
+            )
+        for task in self._tasks:
+            task.cancel()
+
+    def _flush_failed(self, model_version: str) -> None:
+        batch = self._open.pop(model_version)
+        if batch.timer is not None:
+            batch.timer.cancel()
+        for future, _, _ in batch.requests:
+            if not future.done():
+                future.set_exception(
+                    IngressError(503, ErrorCode.SERVICE_UNAVAILABLE, "ingress is stopping")
+                )

@@ -1,0 +1,157 @@
+"""Checks prediction inputs against an API's feature specs and orders them as model rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas import FeatureSpec, FeatureType
+
+MAX_REPORTED_INSTANCES = 10
+
+
+class InvalidInput(Exception):
+    """The input does not match the feature specs; ``details`` names what is wrong."""
+
+    def __init__(self, message: str, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class FeatureValidator:
+    """Validates rows (JSON objects) against an API's features; built once per API version."""
+
+    def __init__(self, features: list[FeatureSpec]) -> None:
+        self.feature_names = [f.name for f in features]
+        self._specs = [
+            (
+                f.name,
+                f.type,
+                f.required,
+                frozenset(f.categories) if f.categories else None,
+            )
+            for f in features
+        ]
+        self._known = frozenset(self.feature_names)
+        self._categories = {f.name: f.categories for f in features if f.categories}
+
+    def row(self, values: Any) -> list[Any]:
+        """The row in feature order, or ``InvalidInput`` naming what is wrong."""
+        problems = self._problems(values)
+        if problems is not None:
+            raise InvalidInput(_summary(problems), problems)
+        return self._ordered(values)
+
+    def rows(self, instances: list[Any]) -> list[list[Any]]:
+        """Every instance as a row; all invalid instances are reported together (up to 10)."""
+        rows: list[list[Any]] = []
+        errors: list[dict[str, Any]] = []
+        for index, values in enumerate(instances):
+            problems = self._problems(values)
+            if problems is None:
+                rows.append(self._ordered(values))
+            else:
+                errors.append({"index": index, **problems})
+        if errors:
+            details: dict[str, Any] = {
+                "invalid_instances": len(errors),
+                "instances": errors[:MAX_REPORTED_INSTANCES],
+            }
+            raise InvalidInput(
+                f"{len(errors)} of {len(instances)} instances are invalid; "
+                f"first: {_summary(errors[0])}",
+                details,
+            )
+        return rows
+
+    def _ordered(self, values: dict[str, Any]) -> list[Any]:
+        out: list[Any] = []
+        for name, ftype, _, _ in self._specs:
+            value = values.get(name)
+            if ftype is FeatureType.CATEGORY and value is not None and not isinstance(value, str):
+                value = str(value)
+            out.append(value)
+        return out
+
+    def _problems(self, values: Any) -> dict[str, Any] | None:
+        if not isinstance(values, dict):
+            return {"not_an_object": f"expected a JSON object of features, got {_kind(values)}"}
+        missing: list[str] = []
+        mistyped: dict[str, str] = {}
+        for name, ftype, required, allowed in self._specs:
+            value = values.get(name)
+            if value is None:
+                if required:
+                    missing.append(name)
+                continue
+            problem = _type_problem(ftype, value, allowed)
+            if problem is not None:
+                mistyped[name] = problem
+        unexpected = [k for k in values if k not in self._known]
+        if not missing and not mistyped and not unexpected:
+            return None
+        problems: dict[str, Any] = {}
+        if missing:
+            problems["missing"] = missing
+        if unexpected:
+            problems["unexpected"] = unexpected
+        if mistyped:
+            problems["mistyped"] = mistyped
+            bad_categories = {
+                name: self._categories[name] for name in mistyped if name in self._categories
+            }
+            if bad_categories:
+                problems["allowed_categories"] = bad_categories
+        return problems
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _type_problem(ftype: FeatureType, value: Any, allowed: frozenset[str] | None) -> str | None:
+    kind = type(value)
+    if ftype is FeatureType.NUMBER:
+        if kind is float or kind is int:
+            return None
+        return f"expected a number, got {_kind(value)}"
+    if ftype is FeatureType.INTEGER:
+        if kind is int or (kind is float and value.is_integer()):
+            return None
+        return f"expected an integer, got {_kind(value)}"
+    if ftype is FeatureType.BOOLEAN:
+        if kind is bool:
+            return None
+        return f"expected a boolean, got {_kind(value)}"
+    if kind is str:
+        text = value
+    elif kind is int:
+        text = str(value)
+    else:
+        return f"expected a category (string), got {_kind(value)}"
+    if allowed is not None and text not in allowed:
+        return f"unknown category {text!r}"
+    return None
+
+
+def _summary(problems: dict[str, Any]) -> str:
+    parts = []
+    if "missing" in problems:
+        parts.append("missing: " + ", ".join(problems["missing"]))
+    if "unexpected" in problems:
+        parts.append("unexpected: " + ", ".join(problems["unexpected"]))
+    if "mistyped" in problems:
+        parts.append("mistyped: " + ", ".join(problems["mistyped"]))
+    if "not_an_object" in problems:
+        parts.append(str(problems["not_an_object"]))
+    return "invalid input (" + "; ".join(parts) + ")"

@@ -1,0 +1,288 @@
+"""The predictor worker: consumes ``PredictBatch`` RPCs, replies per batch, samples its resources.
+
+Several workers consume one queue (competing consumers). A batch is acknowledged only after its
+reply left, so a worker killed mid-batch hands its unacknowledged batches back to the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from typing import Any
+
+import aio_pika
+import orjson
+import psutil
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+)
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
+
+from infra.topology import WORKER_SAMPLE_KEY, DeclaredTopology, Topology, declare_topology
+from predictor.engine import BatchOutcome, BatchPredictor, ModelCache
+from predictor.model_store import ModelStore
+from predictor.settings import PredictorSettings
+from schemas import SCHEMA_VERSION, PredictBatch, WorkerSample
+from schemas.messages import dump
+
+log = logging.getLogger(__name__)
+
+MB = 1024.0 * 1024.0
+
+
+class WorkerMetrics:
+    """Prometheus metrics of one worker, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.batches = Counter(
+            "predictor_batches_total", "Batches predicted", ["outcome"], registry=self.registry
+        )
+        self.rows = Counter("predictor_rows_total", "Rows predicted", registry=self.registry)
+        self.row_errors = Counter(
+            "predictor_row_errors_total", "Rows that failed alone", registry=self.registry
+        )
+        self.expired = Counter(
+            "predictor_batches_expired_total",
+            "Batches dropped because their deadline had passed",
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "predictor_batch_seconds",
+            "Inference time per batch",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
+        self.batch_rows = Histogram(
+            "predictor_batch_rows",
+            "Rows per batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.inflight = Gauge(
+            "predictor_inflight_batches", "Batches being handled", registry=self.registry
+        )
+        self.models_loaded = Gauge(
+            "predictor_models_loaded", "Model versions in the cache", registry=self.registry
+        )
+        self.rss = Gauge("predictor_rss_bytes", "Resident memory", registry=self.registry)
+
+
+class Worker:
+    """One predictor process: AMQP consumer, resource sampler and ``/metrics`` endpoint."""
+
+    def __init__(self, settings: PredictorSettings) -> None:
+        self.settings = settings
+        self.worker_id = settings.predictor_id
+        self.metrics = WorkerMetrics()
+        self.cache = ModelCache(ModelStore(settings.model_store), settings.predictor_cache_size)
+        self.predictor = BatchPredictor(self.cache)
+        self.metrics_port: int | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self._process = psutil.Process()
+        self._rss_mb = self._process.memory_info().rss / MB
+        self._connection: AbstractRobustConnection | None = None
+        self._rpc_channel: AbstractChannel | None = None
+        self._events_channel: AbstractChannel | None = None
+        self._topology: DeclaredTopology | None = None
+        self._consumer_tag: str | None = None
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._sampler: asyncio.Task[None] | None = None
+        self._runner: web.AppRunner | None = None
+        self.batches = 0
+        self.rows = 0
+
+    async def start(self) -> None:
+        """Connect, declare the topology, start consuming, sampling and serving metrics."""
+        self._connection = await aio_pika.connect_robust(self.settings.rabbitmq_url)
+        self._events_channel = await self._connection.channel(publisher_confirms=True)
+        self._topology = await declare_topology(
+            self._events_channel, Topology(self.settings.namespace)
+        )
+        self._rpc_channel = await self._connection.channel(publisher_confirms=False)
+        await self._rpc_channel.set_qos(prefetch_count=self.settings.predictor_prefetch)
+        queue = await self._rpc_channel.get_queue(self._topology.names.predict_requests)
+        await self._start_metrics_server()
+        self._process.cpu_percent(None)
+        self._sampler = asyncio.create_task(self._sample_loop())
+        self._consumer_tag = await queue.consume(self._on_batch)
+        self._queue = queue
+        log.info("predictor %s consuming %s", self.worker_id, self._topology.names.predict_requests)
+
+    async def stop(self) -> None:
+        """Stop taking batches, finish the in-flight ones, then close everything."""
+        if self._consumer_tag is not None:
+            with suppress(Exception):
+                await self._queue.cancel(self._consumer_tag)
+            self._consumer_tag = None
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.settings.predictor_shutdown_grace_s)
+        except TimeoutError:
+            log.warning("stopping with %d batches still in flight", self._inflight)
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._sampler
+        if self._connection is not None:
+            await self._connection.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        log.info("predictor %s stopped", self.worker_id)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    async def _on_batch(self, message: AbstractIncomingMessage) -> None:
+        received = time.time()
+        self._inflight += 1
+        self._idle.clear()
+        self.metrics.inflight.inc()
+        try:
+            await self._handle(message, received)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unexpected failure handling a batch; it goes back to the queue")
+            with suppress(Exception):
+                await message.nack(requeue=True)
+        finally:
+            self._inflight -= 1
+            self.metrics.inflight.dec()
+            if self._inflight == 0:
+                self._idle.set()
+
+    async def _handle(self, message: AbstractIncomingMessage, received: float) -> None:
+        try:
+            batch = PredictBatch.model_validate_json(message.body)
+        except ValidationError as exc:
+            log.error("undecodable batch dropped: %s", str(exc)[:300])
+            await message.reject(requeue=False)
+            return
+        if batch.deadline < received:
+            self.metrics.expired.inc()
+            await message.ack()
+            return
+        loop = asyncio.get_running_loop()
+        outcome: BatchOutcome = await loop.run_in_executor(
+            self._executor,
+            self.predictor.run,
+            batch.model_version,
+            batch.feature_names,
+            batch.rows,
+            batch.want_probabilities,
+        )
+        self._count(batch, outcome)
+        if message.reply_to and self._rpc_channel is not None:
+            reply: dict[str, Any] = {
+                "schema_version": SCHEMA_VERSION,
+                "batch_id": batch.batch_id,
+                "model_version": batch.model_version,
+                "worker_id": self.worker_id,
+                "results": outcome.results,
+                "error_code": outcome.error_code,
+                "error_message": outcome.error_message,
+                "queue_ms": max(0.0, (received - batch.sent_at) * 1000.0),
+                "inference_ms": outcome.inference_ms,
+                "cpu_ms": outcome.cpu_ms,
+                "worker_rss_mb": self._rss_mb,
+            }
+            await self._rpc_channel.default_exchange.publish(
+                aio_pika.Message(
+                    orjson.dumps(reply),
+                    content_type="application/json",
+                    correlation_id=message.correlation_id,
+                ),
+                routing_key=message.reply_to,
+            )
+        await message.ack()
+
+    def _count(self, batch: PredictBatch, outcome: BatchOutcome) -> None:
+        self.batches += 1
+        self.rows += len(batch.rows)
+        self.metrics.batches.labels("error" if outcome.error_code else "ok").inc()
+        self.metrics.rows.inc(len(batch.rows))
+        self.metrics.row_errors.inc(outcome.row_errors)
+        self.metrics.batch_rows.observe(len(batch.rows))
+        self.metrics.batch_seconds.observe(outcome.inference_ms / 1000.0)
+
+    def sample(self) -> WorkerSample:
+        """The worker's resources now: CPU % since the last sample, RSS, loaded models."""
+        self._rss_mb = self._process.memory_info().rss / MB
+        loaded = self.cache.loaded()
+        self.metrics.rss.set(self._rss_mb * MB)
+        self.metrics.models_loaded.set(len(loaded))
+        return WorkerSample(
+            worker_id=self.worker_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            cpu_percent=self._process.cpu_percent(None),
+            rss_mb=round(self._rss_mb, 2),
+            loaded_models=list(loaded),
+            model_memory_mb={key: round(size / MB, 3) for key, size in loaded.items()},
+            batches=self.batches,
+            rows=self.rows,
+        )
+
+    async def _sample_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.predictor_sample_interval_s)
+            sample = self.sample()
+            if self._topology is None:
+                continue
+            try:
+                await self._topology.events.publish(
+                    aio_pika.Message(
+                        dump(sample),
+                        content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=WORKER_SAMPLE_KEY,
+                    timeout=5,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("worker sample not published: %s", exc)
+
+    async def _start_metrics_server(self) -> None:
+        port = self.settings.predictor_metrics_port
+        if port < 0:
+            return
+
+        async def metrics(_: web.Request) -> web.Response:
+            self.sample_gauges()
+            return web.Response(
+                body=generate_latest(self.metrics.registry),
+                headers={"Content-Type": CONTENT_TYPE_LATEST},
+            )
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.predictor_metrics_host, port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.metrics_port = sockets[0].getsockname()[1] if sockets else port
+
+    def sample_gauges(self) -> None:
+        self.metrics.rss.set(self._process.memory_info().rss)
+        self.metrics.models_loaded.set(len(self.cache.loaded()))
