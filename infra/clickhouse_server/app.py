@@ -207,7 +207,12 @@ async def not_found(request: web.Request) -> web.Response:
 
 def create_app(settings: ClickHouseServerSettings) -> web.Application:
     """The embedded server's aiohttp application (engine opened by a cleanup context)."""
-    app = web.Application(client_max_size=settings.clickhouse_server_max_body_bytes)
+    # Request bodies are decompressed by the server itself (lz4 included, size limit applied to
+    # the decompressed bytes), so aiohttp must hand them over as sent.
+    app = web.Application(
+        client_max_size=settings.clickhouse_server_max_body_bytes,
+        handler_args={"auto_decompress": False},
+    )
     app[settings_key] = settings
     app.cleanup_ctx.append(engine_context)
     app.router.add_route("GET", "/ping", ping)

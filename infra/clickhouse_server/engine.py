@@ -53,6 +53,18 @@ class QueryOutcome:
     result_rows: int = 0
     elapsed_ns: int = 0
 
+    def merge(self, other: QueryOutcome) -> QueryOutcome:
+        """This chunk of a streamed result followed by the next one."""
+        return QueryOutcome(
+            data=self.data + other.data,
+            read_rows=self.read_rows + other.read_rows,
+            read_bytes=self.read_bytes + other.read_bytes,
+            written_rows=self.written_rows + other.written_rows,
+            written_bytes=self.written_bytes + other.written_bytes,
+            result_rows=self.result_rows + other.result_rows,
+            elapsed_ns=max(self.elapsed_ns, other.elapsed_ns),
+        )
+
     def summary(self) -> dict[str, str]:
         """The ``X-ClickHouse-Summary`` header ClickHouse sends (all values as strings)."""
         return {
@@ -122,7 +134,9 @@ class EngineConnection:
         except RuntimeError as exc:
             raise ClickHouseError.from_engine(exc) from None
 
-    def stream(self, sql: str, fmt: str, params: dict[str, str]) -> Generator[bytes, None, None]:
+    def stream(
+        self, sql: str, fmt: str, params: dict[str, str]
+    ) -> Generator[QueryOutcome, None, None]:
         """Result chunks of a SELECT, fetched one by one (call ``next`` from a worker thread)."""
         try:
             result = self.connection.send_query(sql, fmt, params=params)
@@ -136,7 +150,7 @@ class EngineConnection:
                     raise ClickHouseError.from_engine(exc) from None
                 if chunk is None:
                     return
-                yield chunk.bytes()
+                yield _outcome(chunk)
         finally:
             with suppress(Exception):
                 result.close()  # type: ignore[no-untyped-call]

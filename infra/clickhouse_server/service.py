@@ -37,6 +37,8 @@ from infra.clickhouse_server.settings import ClickHouseUser
 # ClickHouse's max_query_size: the INSERT statement must start within this many bytes.
 HEAD_BYTES = 256 * 1024
 INSERT_CHUNK_BYTES = 1 << 20
+# ClickHouse's http_response_buffer_size: results this small are answered in one piece.
+RESPONSE_BUFFER_BYTES = 1 << 20
 _SELECT_KEYWORDS = frozenset({"SELECT", "WITH"})
 # readonly levels from least to most strict (ClickHouse: 2 still allows changing settings).
 _STRICTNESS = {0: 0, 2: 1, 1: 2}
@@ -232,18 +234,24 @@ class QueryService:
     async def _stream(
         self, level: int, database: str, params: RequestParams, query_id: str, sql: str, fmt: str
     ) -> Reply:
+        """Stream a large result; like ClickHouse, hold the first ``HEAD_BYTES`` back so that
+        small results get complete headers (summary) and early errors a proper status."""
         chunks = self._stream_chunks(level, database, params, sql, fmt)
+        held = QueryOutcome(b"")
         try:
-            first = await anext(chunks, b"")
+            while len(held.data) < RESPONSE_BUFFER_BYTES:
+                chunk = await anext(chunks, None)
+                if chunk is None:
+                    return Reply(query_id, fmt, held.summary(), held.data)
+                held = held.merge(chunk)
         except BaseException:
             await chunks.aclose()
             raise
-        summary = QueryOutcome(first).summary()
-        return Reply(query_id, fmt, summary, first, rest=chunks)
+        return Reply(query_id, fmt, held.summary(), held.data, rest=_data_of(chunks))
 
     async def _stream_chunks(
         self, level: int, database: str, params: RequestParams, sql: str, fmt: str
-    ) -> AsyncGenerator[bytes, None]:
+    ) -> AsyncGenerator[QueryOutcome, None]:
         async with self.engine.lease(level) as connection:
             await self.engine.run(connection.prepare, database, params.settings)
             iterator = await self.engine.run(
@@ -297,9 +305,17 @@ class QueryService:
         return Reply(query_id, fmt, outcome.summary(), b"")
 
 
+async def _data_of(chunks: AsyncGenerator[QueryOutcome, None]) -> AsyncGenerator[bytes, None]:
+    try:
+        async for chunk in chunks:
+            yield chunk.data
+    finally:
+        await chunks.aclose()
+
+
 def _start_stream(
     connection: EngineConnection, sql: str, fmt: str, params: dict[str, str]
-) -> Generator[bytes, None, None]:
+) -> Generator[QueryOutcome, None, None]:
     iterator = connection.stream(sql, fmt, params)
     return iterator
 
