@@ -1,0 +1,137 @@
+import { useCallback, useEffect, useState } from 'react'
+import type { ReactElement } from 'react'
+import { clearSession, getStoredUser, getToken, setUnauthorizedListener } from './api'
+import { useI18n } from './i18n'
+import { Link, matchPath, useRouter } from './router'
+import type { User } from './types'
+import { LoginPage } from './pages/LoginPage'
+import { ModelsPage } from './pages/ModelsPage'
+import { TrainingWizard } from './pages/TrainingWizard'
+import { ModelDetailPage } from './pages/ModelDetailPage'
+import { MonitoringPage } from './pages/MonitoringPage'
+import { ApiDetailPage } from './pages/ApiDetailPage'
+
+export function App() {
+  const { t, lang, setLang } = useI18n()
+  const { location, navigate } = useRouter()
+  const [user, setUser] = useState<User | null>(() => (getToken() ? getStoredUser() : null))
+  const [loginNotice, setLoginNotice] = useState(false)
+
+  useEffect(() => {
+    document.documentElement.lang = lang
+  }, [lang])
+
+  useEffect(() => {
+    setUnauthorizedListener(() => {
+      setUser(null)
+      setLoginNotice(true)
+      const here = window.location.pathname + window.location.search
+      navigate(here.startsWith('/login') ? '/login' : `/login?next=${encodeURIComponent(here)}`, { replace: true })
+    })
+  }, [navigate])
+
+  const onLoggedIn = useCallback(
+    (u: User) => {
+      setUser(u)
+      setLoginNotice(false)
+      const next = location.search.get('next')
+      navigate(next && next.startsWith('/') && !next.startsWith('//') ? next : '/models', { replace: true })
+    },
+    [location.search, navigate],
+  )
+
+  const logout = () => {
+    clearSession()
+    setUser(null)
+    setLoginNotice(false)
+    navigate('/login', { replace: true })
+  }
+
+  const path = location.pathname
+  const loggedIn = user !== null && getToken() !== null
+
+  useEffect(() => {
+    if (!loggedIn && !path.startsWith('/login')) {
+      const here = path + (location.search.toString() ? `?${location.search.toString()}` : '')
+      navigate(path === '/' ? '/login' : `/login?next=${encodeURIComponent(here)}`, { replace: true })
+    } else if (loggedIn && (path === '/' || path.startsWith('/login'))) {
+      navigate('/models', { replace: true })
+    }
+  }, [loggedIn, path, location.search, navigate])
+
+  const langSwitch = (
+    <button
+      type="button"
+      className="btn btn-ghost btn-sm lang-toggle"
+      onClick={() => setLang(lang === 'fr' ? 'en' : 'fr')}
+      data-testid="lang-toggle"
+      aria-label={t('nav.switchLanguage')}
+    >
+      {lang === 'fr' ? 'EN' : 'FR'}
+    </button>
+  )
+
+  if (!loggedIn) {
+    return (
+      <LoginPage
+        onLoggedIn={onLoggedIn}
+        notice={loginNotice ? t('auth.sessionExpired') : null}
+        langSwitch={langSwitch}
+      />
+    )
+  }
+
+  let page: ReactElement
+  let section: 'models' | 'monitoring' = 'models'
+  let params: Record<string, string> | null
+  if (matchPath('/models', path)) page = <ModelsPage />
+  else if (matchPath('/models/new', path)) page = <TrainingWizard />
+  else if ((params = matchPath('/models/:id', path))) page = <ModelDetailPage modelId={params.id as string} />
+  else if (matchPath('/monitoring', path)) {
+    section = 'monitoring'
+    page = <MonitoringPage />
+  } else if ((params = matchPath('/monitoring/:id', path))) {
+    section = 'monitoring'
+    page = <ApiDetailPage apiId={params.id as string} />
+  } else {
+    page = (
+      <div className="page">
+        <h1>{t('common.notFound')}</h1>
+        <Link to="/models">{t('nav.models')}</Link>
+      </div>
+    )
+  }
+
+  return (
+    <div className="app">
+      <header className="topbar">
+        <Link to="/models" className="brand" aria-label="modelgate">
+          <span className="brand-mark" aria-hidden="true">
+            M
+          </span>
+          <span className="brand-name">modelgate</span>
+        </Link>
+        <nav className="mainnav" aria-label={t('nav.main')}>
+          <Link to="/models" className={section === 'models' ? 'active' : ''} data-testid="nav-models"
+            aria-current={section === 'models' ? 'page' : undefined}>
+            {t('nav.models')}
+          </Link>
+          <Link to="/monitoring" className={section === 'monitoring' ? 'active' : ''} data-testid="nav-monitoring"
+            aria-current={section === 'monitoring' ? 'page' : undefined}>
+            {t('nav.monitoring')}
+          </Link>
+        </nav>
+        <div className="topbar-right">
+          <span className="user-name" title={user.role}>
+            {user.username}
+          </span>
+          {langSwitch}
+          <button type="button" className="btn btn-ghost btn-sm" onClick={logout} data-testid="logout">
+            {t('nav.logout')}
+          </button>
+        </div>
+      </header>
+      <main className="content">{page}</main>
+    </div>
+  )
+}

@@ -1,0 +1,126 @@
+// The trained version's result: metrics, details, and the "Exporter sous forme API" button.
+import { useState } from 'react'
+import { api } from '../api'
+import { fmtDate, fmtNum } from '../format'
+import { useI18n } from '../i18n'
+import type { ExportResponse, Model, ModelVersion } from '../types'
+import { ExportAPIModal } from './ExportAPIModal'
+import { StatCard } from './Feedback'
+
+const METRIC_ORDER = ['accuracy', 'f1', 'roc_auc', 'r2', 'mae', 'rmse']
+
+export function Step4Result({ model, version, onExported }: { model: Model; version: ModelVersion; onExported?: () => void }) {
+  const { t, lang } = useI18n()
+  const [exporting, setExporting] = useState(false)
+  const [error, setError] = useState<string | null>(null)
+  const [result, setResult] = useState<ExportResponse | null>(null)
+
+  const rank = (key: string) => {
+    const i = METRIC_ORDER.indexOf(key)
+    return i === -1 ? METRIC_ORDER.length : i
+  }
+  const metrics = Object.entries(version.metrics ?? {}).sort(([a], [b]) => rank(a) - rank(b))
+
+  const doExport = async () => {
+    setExporting(true)
+    setError(null)
+    try {
+      const res = await api.exportModel(model.id, { version: version.number })
+      setResult(res)
+      onExported?.()
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err))
+    } finally {
+      setExporting(false)
+    }
+  }
+
+  const metricLabel = (key: string) => {
+    const known: Record<string, string> = {
+      accuracy: t('metric.accuracy'),
+      f1: t('metric.f1'),
+      roc_auc: t('metric.roc_auc'),
+      r2: t('metric.r2'),
+      mae: t('metric.mae'),
+      rmse: t('metric.rmse'),
+    }
+    return known[key] ?? key
+  }
+
+  return (
+    <section className="result" data-testid="step4-result" aria-labelledby="result-title">
+      <div className="page-header">
+        <div>
+          <h2 id="result-title">
+            {model.name} <span className="muted">v{version.number}</span>
+          </h2>
+          <p className="muted">
+            {t('result.trainedWith', { algorithm: version.algorithm })} · {fmtDate(lang, version.created_at)}
+          </p>
+        </div>
+        <button
+          type="button"
+          className="btn btn-primary btn-lg"
+          onClick={() => void doExport()}
+          disabled={exporting}
+          data-testid="export-button"
+        >
+          {exporting ? t('export.exporting') : t('export.button')}
+        </button>
+      </div>
+      {error && (
+        <p className="form-error" role="alert" data-testid="export-error">
+          {error}
+        </p>
+      )}
+      <div className="stat-grid" data-testid="metrics">
+        {metrics.map(([key, value]) => (
+          <StatCard
+            key={key}
+            label={metricLabel(key)}
+            value={value === null || value === undefined ? '—' : fmtNum(lang, value, 4)}
+            testId={`metric-${key}`}
+          />
+        ))}
+      </div>
+      <div className="grid-2">
+        <div className="panel">
+          <h3 className="h-small">{t('result.details')}</h3>
+          <dl className="dl">
+            <dt>{t('models.task')}</dt>
+            <dd>{t(model.task === 'regression' ? 'task.regression' : 'task.classification')}</dd>
+            <dt>{t('result.source')}</dt>
+            <dd className="mono">{version.source}</dd>
+            <dt>{t('result.target')}</dt>
+            <dd className="mono">{version.target}</dd>
+            <dt>{t('result.split')}</dt>
+            <dd>{t('result.splitValue', { train: version.n_train, test: version.n_test })}</dd>
+            {version.classes && (
+              <>
+                <dt>{t('result.classes')}</dt>
+                <dd>{version.classes.join(', ')}</dd>
+              </>
+            )}
+            <dt>{t('result.params')}</dt>
+            <dd className="mono small">
+              {Object.entries(version.params ?? {})
+                .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+                .join(', ') || '—'}
+            </dd>
+          </dl>
+        </div>
+        <div className="panel">
+          <h3 className="h-small">{t('result.features', { count: version.features.length })}</h3>
+          <ul className="feature-list">
+            {version.features.map((f) => (
+              <li key={f.name}>
+                <span className="mono">{f.name}</span> <span className="tag">{f.type}</span>
+              </li>
+            ))}
+          </ul>
+        </div>
+      </div>
+      {result && <ExportAPIModal result={result} onClose={() => setResult(null)} />}
+    </section>
+  )
+}

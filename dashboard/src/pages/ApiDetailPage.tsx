@@ -1,0 +1,750 @@
+// One exported API: stats, charts, alerts, request history, actions and documentation.
+import { useEffect, useState } from 'react'
+import {
+  Area,
+  AreaChart,
+  Bar,
+  BarChart,
+  CartesianGrid,
+  Legend,
+  Line,
+  LineChart,
+  ReferenceLine,
+  ResponsiveContainer,
+  Tooltip,
+  XAxis,
+  YAxis,
+} from 'recharts'
+import { api } from '../api'
+import { APIDocumentation } from '../components/APIDocumentation'
+import { ConfirmDialog } from '../components/ConfirmDialog'
+import { CopyButton } from '../components/CopyButton'
+import { ErrorState, Skeleton, StatCard, StatCardSkeleton, StatusBadge } from '../components/Feedback'
+import { KeyReveal } from '../components/KeyReveal'
+import { Modal } from '../components/Modal'
+import {
+  fmtDate,
+  fmtDateTimeSeconds,
+  fmtInt,
+  fmtMb,
+  fmtMs,
+  fmtPercent,
+  fmtRate,
+  fmtRelative,
+  fmtTick,
+} from '../format'
+import { useAsync, useInterval, useStoredFlag } from '../hooks'
+import { useI18n } from '../i18n'
+import { Link, useRouter } from '../router'
+import type { Bucket, ExportedApi, Range, RequestRecord } from '../types'
+import { rateTone } from './MonitoringPage'
+
+type Tab = 'overview' | 'requests' | 'docs'
+const BUCKETS: Record<Range, Bucket> = { '24h': 'hour', '7d': 'hour', '30d': 'day' }
+const REFRESH_MS = 10_000
+
+type Dialog = null | 'status' | 'regenerate' | 'delete' | 'deploy'
+
+export function ApiDetailPage({ apiId }: { apiId: string }) {
+  const { t, lang } = useI18n()
+  const { location, navigate } = useRouter()
+  const tabParam = location.search.get('tab')
+  const tab: Tab = tabParam === 'docs' || tabParam === 'requests' ? tabParam : 'overview'
+  const [range, setRange] = useState<Range>('24h')
+  const [autoRefresh, setAutoRefresh] = useStoredFlag('modelgate.autoRefresh', true)
+  const [refreshTick, setRefreshTick] = useState(0)
+  const [dialog, setDialog] = useState<Dialog>(null)
+  const [newKey, setNewKey] = useState<string | null>(null)
+  const [notice, setNotice] = useState<string | null>(null)
+
+  const apiState = useAsync(() => api.exportedApi(apiId), [apiId])
+  const [current, setCurrent] = useState<ExportedApi | null>(null)
+  useEffect(() => {
+    if (apiState.data) setCurrent(apiState.data)
+  }, [apiState.data])
+
+  const refresh = () => {
+    apiState.reload(true)
+    setRefreshTick((n) => n + 1)
+  }
+  useInterval(refresh, REFRESH_MS, autoRefresh && tab !== 'docs' && dialog === null)
+
+  const setTab = (next: Tab) => navigate(`/monitoring/${apiId}${next === 'overview' ? '' : `?tab=${next}`}`, { replace: true })
+
+  if (apiState.loading && !current)
+    return (
+      <div className="page">
+        <Skeleton lines={2} height={28} />
+        <StatCardSkeleton count={8} />
+      </div>
+    )
+  if (!current)
+    return (
+      <div className="page">
+        <Link to="/monitoring" className="back-link">
+          ← {t('nav.monitoring')}
+        </Link>
+        <ErrorState message={apiState.error ?? t('common.notFound')} onRetry={() => apiState.reload()} />
+      </div>
+    )
+  const a = current
+  const active = a.status === 'active'
+
+  return (
+    <div className="page" data-testid="api-detail" data-api-id={a.id}>
+      <div className="page-header">
+        <div className="min0">
+          <Link to="/monitoring" className="back-link">
+            ← {t('nav.monitoring')}
+          </Link>
+          <h1 className="title-with-badge">
+            <span data-testid="api-name">{a.name}</span> <StatusBadge status={a.status} />
+          </h1>
+          <p className="muted">
+            {t('detail.model')}{' '}
+            <Link to={`/models/${a.model_id}?version=${a.model_version}`}>
+              {a.model_name} v{a.model_version}
+            </Link>{' '}
+            · {t('apis.created')} {fmtDate(lang, a.created_at)} · {t('detail.keyPrefix')}{' '}
+            <span className="mono">{a.key_prefix}…</span> · {t('detail.rateLimit', { n: a.rate_limit_per_minute })}
+          </p>
+          <div className="copy-row endpoint-row">
+            <code className="endpoint mono" data-testid="api-endpoint">
+              <span className="method">POST</span> {a.endpoint_url}
+            </code>
+            <CopyButton text={a.endpoint_url} small testId="copy-endpoint" />
+          </div>
+        </div>
+        <div className="actions actions-wrap">
+          <button
+            type="button"
+            className={`btn ${active ? 'btn-warning-outline' : 'btn-primary'}`}
+            onClick={() => setDialog('status')}
+            data-testid="toggle-status-button"
+          >
+            {active ? t('detail.deactivate') : t('detail.activate')}
+          </button>
+          <button type="button" className="btn" onClick={() => setDialog('regenerate')} data-testid="regenerate-key-button">
+            {t('detail.regenerate')}
+          </button>
+          <button type="button" className="btn" onClick={() => setDialog('deploy')} data-testid="deploy-button">
+            {t('detail.deploy')}
+          </button>
+          <button type="button" className="btn btn-danger-outline" onClick={() => setDialog('delete')} data-testid="delete-button">
+            {t('detail.delete')}
+          </button>
+        </div>
+      </div>
+
+      {notice && (
+        <div className="callout callout-success" role="status" data-testid="detail-notice">
+          {notice}
+          <button type="button" className="btn btn-ghost btn-sm" onClick={() => setNotice(null)} aria-label={t('common.close')}>
+            ×
+          </button>
+        </div>
+      )}
+      {!active && (
+        <div className="callout callout-warning" role="status">
+          {t('detail.inactiveNotice')}
+        </div>
+      )}
+      <Alerts apiId={apiId} tick={refreshTick} />
+
+      <div className="tabs-row">
+        <div className="tabs" role="tablist" aria-label={t('detail.sections')}>
+          {(
+            [
+              ['overview', t('detail.tabOverview')],
+              ['requests', t('detail.tabRequests')],
+              ['docs', t('detail.tabDocs')],
+            ] as Array<[Tab, string]>
+          ).map(([key, label]) => (
+            <button
+              key={key}
+              type="button"
+              role="tab"
+              aria-selected={tab === key}
+              className={tab === key ? 'tab active' : 'tab'}
+              onClick={() => setTab(key)}
+              data-testid={`tab-${key}`}
+            >
+              {label}
+            </button>
+          ))}
+        </div>
+        {tab !== 'docs' && (
+          <div className="actions">
+            <label className="switch">
+              <input
+                type="checkbox"
+                checked={autoRefresh}
+                onChange={(e) => setAutoRefresh(e.target.checked)}
+                data-testid="auto-refresh-toggle"
+              />
+              <span className="switch-track" aria-hidden="true" />
+              <span>{t('monitoring.autoRefresh', { seconds: REFRESH_MS / 1000 })}</span>
+            </label>
+            <button type="button" className="btn btn-sm" onClick={refresh} data-testid="refresh-button">
+              {t('common.refresh')}
+            </button>
+          </div>
+        )}
+      </div>
+
+      {tab === 'overview' && <Overview api={a} range={range} setRange={setRange} tick={refreshTick} />}
+      {tab === 'requests' && <RequestHistory apiId={apiId} tick={refreshTick} />}
+      {tab === 'docs' && <APIDocumentation apiId={apiId} keyPrefix={a.key_prefix} />}
+
+      {dialog === 'status' && (
+        <ConfirmDialog
+          title={active ? t('detail.deactivateTitle') : t('detail.activateTitle')}
+          message={<p>{active ? t('detail.deactivateConfirm', { name: a.name }) : t('detail.activateConfirm', { name: a.name })}</p>}
+          confirmLabel={active ? t('detail.deactivate') : t('detail.activate')}
+          danger={active}
+          onCancel={() => setDialog(null)}
+          onConfirm={async () => {
+            const updated = await api.setStatus(a.id, active ? 'inactive' : 'active')
+            setCurrent(updated)
+            setDialog(null)
+            setNotice(updated.status === 'active' ? t('detail.activated') : t('detail.deactivated'))
+          }}
+        />
+      )}
+      {dialog === 'regenerate' && (
+        <ConfirmDialog
+          title={t('detail.regenerateTitle')}
+          message={
+            <div className="callout callout-warning">
+              <p>{t('detail.regenerateConfirm', { name: a.name })}</p>
+            </div>
+          }
+          confirmLabel={t('detail.regenerate')}
+          danger
+          onCancel={() => setDialog(null)}
+          onConfirm={async () => {
+            const res = await api.regenerateKey(a.id)
+            setCurrent(res.api)
+            setDialog(null)
+            setNewKey(res.api_key)
+          }}
+        />
+      )}
+      {newKey && (
+        <Modal
+          title={t('detail.newKeyTitle')}
+          onClose={() => setNewKey(null)}
+          testId="new-key-modal"
+          footer={
+            <button type="button" className="btn btn-primary" onClick={() => setNewKey(null)} data-testid="new-key-close">
+              {t('export.done')}
+            </button>
+          }
+        >
+          <KeyReveal apiKey={newKey} testId="new-api-key" />
+        </Modal>
+      )}
+      {dialog === 'delete' && (
+        <ConfirmDialog
+          title={t('detail.deleteTitle')}
+          message={<p>{t('detail.deleteConfirm', { name: a.name })}</p>}
+          confirmLabel={t('detail.delete')}
+          danger
+          requireText={a.name}
+          onCancel={() => setDialog(null)}
+          onConfirm={async () => {
+            await api.deleteApi(a.id)
+            navigate('/monitoring', { replace: true })
+          }}
+        />
+      )}
+      {dialog === 'deploy' && (
+        <DeployDialog
+          api={a}
+          onCancel={() => setDialog(null)}
+          onDeployed={(updated) => {
+            setCurrent(updated)
+            setDialog(null)
+            setNotice(t('detail.deployed', { version: updated.model_version }))
+            setRefreshTick((n) => n + 1)
+          }}
+        />
+      )}
+    </div>
+  )
+}
+
+function Alerts({ apiId, tick }: { apiId: string; tick: number }) {
+  const { t } = useI18n()
+  const alerts = useAsync(() => api.alerts(apiId), [apiId])
+  useEffect(() => {
+    if (tick > 0) alerts.reload(true)
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [tick])
+  const items = alerts.data?.items ?? []
+  if (items.length === 0) return null
+  const metricLabel: Record<string, string> = {
+    cpu_percent: t('stat.cpu'),
+    memory_mb: t('stat.memory'),
+    error_rate: t('stat.errorRate'),
+    p95_ms: t('stat.p95'),
+  }
+  return (
+    <div className="alerts" data-testid="alerts">
+      {items.map((al, i) => (
+        <div key={`${al.metric}-${i}`} className={`callout callout-${al.severity === 'critical' ? 'error' : 'warning'}`} role="alert">
+          <strong>
+            {al.severity === 'critical' ? t('alert.critical') : t('alert.warning')} — {metricLabel[al.metric] ?? al.metric}
+          </strong>{' '}
+          {al.message}
+        </div>
+      ))}
+    </div>
+  )
+}
+
+function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: Range; setRange: (r: Range) => void; tick: number }) {
+  const { t, lang } = useI18n()
+  const bucket = BUCKETS[range]
+  const data = useAsync(async () => {
+    const [stats, series, resources] = await Promise.all([
+      api.stats(a.id, range),
+      api.timeseries(a.id, range, bucket),
+      api.resources(a.id, range),
+    ])
+    return { stats, series, resources }
+  }, [a.id, range])
+  useEffect(() => {
+    if (tick > 0) data.reload(true)
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [tick])
+
+  const th = a.alert_thresholds
+  const over = (value: number | null | undefined, limit: number | undefined) =>
+    value !== null && value !== undefined && limit !== undefined && limit !== null && value > limit ? 'critical' : 'default'
+
+  const rangeSwitch = (
+    <div className="segmented segmented-buttons" role="group" aria-label={t('detail.range')}>
+      {(['24h', '7d', '30d'] as Range[]).map((r) => (
+        <button
+          key={r}
+          type="button"
+          className={r === range ? 'checked' : ''}
+          aria-pressed={r === range}
+          onClick={() => setRange(r)}
+          data-testid={`range-${r}`}
+        >
+          {t(`range.${r}`)}
+        </button>
+      ))}
+    </div>
+  )
+
+  if (data.loading)
+    return (
+      <>
+        <div className="row-between">{rangeSwitch}</div>
+        <StatCardSkeleton count={10} />
+        <Skeleton lines={6} height={24} />
+      </>
+    )
+  if (data.error || !data.data) return <ErrorState message={data.error ?? ''} onRetry={() => data.reload()} />
+  const { stats: s, series, resources } = data.data
+  const tick_ = (v: string) => fmtTick(lang, v, series.bucket)
+  const points = series.points.map((p) => ({ ...p, errors: p.errors_4xx + p.errors_5xx }))
+  const histogram = s.histogram.map((h, i) => {
+    const prev = i > 0 ? s.histogram[i - 1]?.le_ms : 0
+    const label = h.le_ms === null || !Number.isFinite(h.le_ms) ? `> ${fmtInt(lang, prev ?? 0)}` : `≤ ${fmtInt(lang, h.le_ms)}`
+    return { label, count: h.count }
+  })
+  const cpu = resources.cpu.map((p) => ({ ts: p.ts, value: p.value }))
+  const memory = resources.memory.map((p) => ({ ts: p.ts, value: p.value }))
+  const tooltipLabel = (v: unknown) => fmtDateTimeSeconds(lang, String(v))
+
+  return (
+    <div data-testid="detail-overview">
+      <div className="row-between wrap">
+        {rangeSwitch}
+        <span className="muted small">{t('detail.inRange', { count: fmtInt(lang, s.requests_in_range) })}</span>
+      </div>
+      <div className="stat-grid" data-testid="stat-cards">
+        <StatCard label={t('stat.total')} value={fmtInt(lang, s.total_requests)} testId="stat-total" />
+        <StatCard label={t('stat.last24h')} value={fmtInt(lang, s.requests_24h)} hint={t('stat.last7d', { n: fmtInt(lang, s.requests_7d) })} testId="stat-24h" />
+        <StatCard
+          label={t('stat.successRate')}
+          value={fmtRate(lang, s.success_rate)}
+          hint={t('stat.errors', { e4: fmtInt(lang, s.errors_4xx), e5: fmtInt(lang, s.errors_5xx) })}
+          testId="stat-success"
+          tone={s.requests_in_range > 0 ? rateTone(s.success_rate) : 'default'}
+        />
+        <StatCard label={t('stat.avg')} value={fmtMs(lang, s.avg_ms)} testId="stat-avg" />
+        <StatCard label={t('stat.p50')} value={fmtMs(lang, s.p50_ms)} testId="stat-p50" />
+        <StatCard label={t('stat.p95')} value={fmtMs(lang, s.p95_ms)} testId="stat-p95" tone={over(s.p95_ms, th?.p95_ms)} />
+        <StatCard label={t('stat.p99')} value={fmtMs(lang, s.p99_ms)} testId="stat-p99" />
+        <StatCard
+          label={t('stat.cpu')}
+          value={fmtPercent(lang, s.cpu_percent)}
+          hint={t('stat.peak', { value: fmtPercent(lang, s.peak_cpu_percent) })}
+          testId="stat-cpu"
+          tone={over(s.cpu_percent, th?.cpu_percent)}
+        />
+        <StatCard
+          label={t('stat.memory')}
+          value={fmtMb(lang, s.memory_mb)}
+          hint={t('stat.peak', { value: fmtMb(lang, s.peak_memory_mb) })}
+          testId="stat-memory"
+          tone={over(s.memory_mb, th?.memory_mb)}
+        />
+        <StatCard
+          label={t('stat.lastRequest')}
+          value={s.last_request_at ? fmtRelative(lang, s.last_request_at) : t('apis.never')}
+          hint={s.last_request_at ? fmtDateTimeSeconds(lang, s.last_request_at) : undefined}
+          testId="stat-last"
+        />
+      </div>
+
+      <div className="grid-2">
+        <section className="panel" aria-labelledby="chart-volume">
+          <h2 id="chart-volume" className="h-small">
+            {t('chart.volume')}
+          </h2>
+          <div className="chart" data-testid="chart-volume">
+            <ResponsiveContainer width="100%" height="100%">
+              <AreaChart data={points} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
+                <CartesianGrid strokeDasharray="3 3" vertical={false} />
+                <XAxis dataKey="ts" tickFormatter={tick_} minTickGap={24} tick={{ fontSize: 11 }} />
+                <YAxis allowDecimals={false} width={40} tick={{ fontSize: 11 }} />
+                <Tooltip labelFormatter={tooltipLabel} />
+                <Legend wrapperStyle={{ fontSize: 12 }} />
+                <Area type="monotone" dataKey="successes" name={t('chart.successes')} stackId="1" stroke="#1f9d55" fill="#1f9d55" fillOpacity={0.35} isAnimationActive={false} />
+                <Area type="monotone" dataKey="errors_4xx" name={t('chart.errors4xx')} stackId="1" stroke="#d97706" fill="#d97706" fillOpacity={0.4} isAnimationActive={false} />
+                <Area type="monotone" dataKey="errors_5xx" name={t('chart.errors5xx')} stackId="1" stroke="#dc2626" fill="#dc2626" fillOpacity={0.4} isAnimationActive={false} />
+              </AreaChart>
+            </ResponsiveContainer>
+          </div>
+        </section>
+        <section className="panel" aria-labelledby="chart-latency">
+          <h2 id="chart-latency" className="h-small">
+            {t('chart.latency')}
+          </h2>
+          <div className="chart" data-testid="chart-latency">
+            <ResponsiveContainer width="100%" height="100%">
+              <LineChart data={points} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
+                <CartesianGrid strokeDasharray="3 3" vertical={false} />
+                <XAxis dataKey="ts" tickFormatter={tick_} minTickGap={24} tick={{ fontSize: 11 }} />
+                <YAxis width={48} tick={{ fontSize: 11 }} unit=" ms" />
+                <Tooltip labelFormatter={tooltipLabel} formatter={(v) => fmtMs(lang, v === null || v === undefined ? null : Number(v))} />
+                <Legend wrapperStyle={{ fontSize: 12 }} />
+                {th?.p95_ms ? <ReferenceLine y={th.p95_ms} stroke="#dc2626" strokeDasharray="4 4" /> : null}
+                <Line type="monotone" dataKey="p50_ms" name="p50" stroke="#2f5bea" dot={false} connectNulls isAnimationActive={false} />
+                <Line type="monotone" dataKey="p95_ms" name="p95" stroke="#d97706" dot={false} connectNulls isAnimationActive={false} />
+                <Line type="monotone" dataKey="p99_ms" name="p99" stroke="#dc2626" dot={false} connectNulls isAnimationActive={false} />
+              </LineChart>
+            </ResponsiveContainer>
+          </div>
+        </section>
+        <section className="panel" aria-labelledby="chart-histogram">
+          <h2 id="chart-histogram" className="h-small">
+            {t('chart.histogram')}
+          </h2>
+          <div className="chart" data-testid="chart-histogram">
+            <ResponsiveContainer width="100%" height="100%">
+              <BarChart data={histogram} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
+                <CartesianGrid strokeDasharray="3 3" vertical={false} />
+                <XAxis dataKey="label" tick={{ fontSize: 10 }} interval="preserveStartEnd" />
+                <YAxis allowDecimals={false} width={40} tick={{ fontSize: 11 }} />
+                <Tooltip formatter={(v) => [fmtInt(lang, Number(v)), t('chart.requests')]} />
+                <Bar dataKey="count" name={t('chart.requests')} fill="#2f5bea" radius={[3, 3, 0, 0]} isAnimationActive={false} />
+              </BarChart>
+            </ResponsiveContainer>
+          </div>
+        </section>
+        <section className="panel" aria-labelledby="chart-cpu">
+          <h2 id="chart-cpu" className="h-small">
+            {t('chart.cpu')}
+          </h2>
+          <div className="chart" data-testid="chart-cpu">
+            <ResponsiveContainer width="100%" height="100%">
+              <AreaChart data={cpu} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
+                <CartesianGrid strokeDasharray="3 3" vertical={false} />
+                <XAxis dataKey="ts" tickFormatter={tick_} minTickGap={24} tick={{ fontSize: 11 }} />
+                <YAxis width={40} tick={{ fontSize: 11 }} unit=" %" />
+                <Tooltip labelFormatter={tooltipLabel} formatter={(v) => [fmtPercent(lang, Number(v)), t('stat.cpu')]} />
+                {th?.cpu_percent ? <ReferenceLine y={th.cpu_percent} stroke="#dc2626" strokeDasharray="4 4" /> : null}
+                <Area type="monotone" dataKey="value" stroke="#7c3aed" fill="#7c3aed" fillOpacity={0.25} isAnimationActive={false} connectNulls />
+              </AreaChart>
+            </ResponsiveContainer>
+          </div>
+        </section>
+        <section className="panel" aria-labelledby="chart-memory">
+          <h2 id="chart-memory" className="h-small">
+            {t('chart.memory')}
+          </h2>
+          <div className="chart" data-testid="chart-memory">
+            <ResponsiveContainer width="100%" height="100%">
+              <AreaChart data={memory} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
+                <CartesianGrid strokeDasharray="3 3" vertical={false} />
+                <XAxis dataKey="ts" tickFormatter={tick_} minTickGap={24} tick={{ fontSize: 11 }} />
+                <YAxis width={48} tick={{ fontSize: 11 }} />
+                <Tooltip labelFormatter={tooltipLabel} formatter={(v) => [fmtMb(lang, Number(v)), t('stat.memory')]} />
+                {th?.memory_mb ? <ReferenceLine y={th.memory_mb} stroke="#dc2626" strokeDasharray="4 4" /> : null}
+                <Area type="monotone" dataKey="value" stroke="#0891b2" fill="#0891b2" fillOpacity={0.25} isAnimationActive={false} connectNulls />
+              </AreaChart>
+            </ResponsiveContainer>
+          </div>
+        </section>
+        <section className="panel" aria-labelledby="workers-title">
+          <h2 id="workers-title" className="h-small">
+            {t('detail.workers')}
+          </h2>
+          {resources.workers.length === 0 ? (
+            <p className="muted">{t('detail.noWorkers')}</p>
+          ) : (
+            <div className="table-wrap">
+              <table className="table table-compact">
+                <thead>
+                  <tr>
+                    <th scope="col">{t('detail.worker')}</th>
+                    <th scope="col" className="num">{t('stat.cpu')}</th>
+                    <th scope="col" className="num">{t('stat.memory')}</th>
+                    <th scope="col" className="num">{t('detail.loadedModels')}</th>
+                    <th scope="col">{t('detail.lastSeen')}</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {resources.workers.map((w) => (
+                    <tr key={w.worker_id}>
+                      <td className="mono small">{w.worker_id}</td>
+                      <td className="num">{fmtPercent(lang, w.cpu_percent)}</td>
+                      <td className="num">{fmtMb(lang, w.rss_mb)}</td>
+                      <td className="num">{fmtInt(lang, w.loaded_models)}</td>
+                      <td>{fmtRelative(lang, w.last_seen)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+        </section>
+      </div>
+
+      {s.slowest.length > 0 && (
+        <section className="panel" aria-labelledby="slowest-title">
+          <h2 id="slowest-title" className="h-small">
+            {t('detail.slowest')}
+          </h2>
+          <RequestTable items={s.slowest} testId="slowest-table" />
+        </section>
+      )}
+    </div>
+  )
+}
+
+function RequestTable({ items, testId }: { items: RequestRecord[]; testId: string }) {
+  const { t, lang } = useI18n()
+  const [open, setOpen] = useState<string | null>(null)
+  const show = (v: unknown) => (v === null || v === undefined ? '—' : typeof v === 'string' ? v : JSON.stringify(v))
+  return (
+    <div className="table-wrap">
+      <table className="table table-compact table-requests" data-testid={testId}>
+        <thead>
+          <tr>
+            <th scope="col">{t('req.time')}</th>
+            <th scope="col">{t('req.status')}</th>
+            <th scope="col" className="num">{t('req.total')}</th>
+            <th scope="col" className="num">{t('req.inference')}</th>
+            <th scope="col">{t('req.version')}</th>
+            <th scope="col">{t('req.prediction')}</th>
+            <th scope="col">
+              <span className="sr-only">{t('req.details')}</span>
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {items.map((r) => {
+            const ok = r.status_code < 400
+            const expanded = open === r.event_id
+            return [
+              <tr key={r.event_id} data-testid="request-row" data-status={r.status_code}>
+                <td className="nowrap">{fmtDateTimeSeconds(lang, r.ts)}</td>
+                <td>
+                  <span className={`code-badge ${ok ? 'ok' : r.status_code >= 500 ? 'err5' : 'err4'}`}>{r.status_code}</span>
+                  {r.error_code && <span className="muted small"> {r.error_code}</span>}
+                </td>
+                <td className="num">{fmtMs(lang, r.total_ms)}</td>
+                <td className="num">{fmtMs(lang, r.inference_ms)}</td>
+                <td>{r.model_version !== null ? `v${r.model_version}` : '—'}</td>
+                <td className="mono small ellipsis">{show(r.prediction)}</td>
+                <td>
+                  <button
+                    type="button"
+                    className="btn btn-ghost btn-sm"
+                    aria-expanded={expanded}
+                    onClick={() => setOpen(expanded ? null : r.event_id)}
+                  >
+                    {expanded ? t('req.hide') : t('req.show')}
+                  </button>
+                </td>
+              </tr>,
+              expanded && (
+                <tr key={`${r.event_id}-details`} className="details-row">
+                  <td colSpan={7}>
+                    <div className="grid-2">
+                      <div>
+                        <div className="h-small">{t('req.input')}</div>
+                        <pre className="mono small">{r.input === null || r.input === undefined ? t('req.notLogged') : JSON.stringify(r.input, null, 2)}</pre>
+                      </div>
+                      <div>
+                        <div className="h-small">{t('req.output')}</div>
+                        <pre className="mono small">{r.output === null || r.output === undefined ? t('req.notLogged') : JSON.stringify(r.output, null, 2)}</pre>
+                      </div>
+                    </div>
+                    <p className="muted small mono">
+                      {r.event_id} {r.worker_id ? `· ${r.worker_id}` : ''}
+                    </p>
+                  </td>
+                </tr>
+              ),
+            ]
+          })}
+        </tbody>
+      </table>
+    </div>
+  )
+}
+
+const PAGE_SIZE = 20
+
+function RequestHistory({ apiId, tick }: { apiId: string; tick: number }) {
+  const { t, lang } = useI18n()
+  const [page, setPage] = useState(1)
+  const [status, setStatus] = useState('')
+  const data = useAsync(() => api.requests(apiId, page, PAGE_SIZE, status || undefined), [apiId, page, status])
+  useEffect(() => {
+    if (tick > 0) data.reload(true)
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [tick])
+  const total = data.data?.total ?? 0
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE))
+  return (
+    <section className="panel" data-testid="request-history" aria-labelledby="history-title">
+      <div className="row-between wrap">
+        <h2 id="history-title" className="h-small">
+          {t('req.title')} <span className="muted" data-testid="request-total">({fmtInt(lang, total)})</span>
+        </h2>
+        <label className="field field-inline">
+          <span>{t('req.filter')}</span>
+          <select
+            value={status}
+            onChange={(e) => {
+              setStatus(e.target.value)
+              setPage(1)
+            }}
+            data-testid="request-status-filter"
+          >
+            <option value="">{t('req.all')}</option>
+            <option value="success">{t('req.success')}</option>
+            <option value="error">{t('req.error')}</option>
+            <option value="4xx">4xx</option>
+            <option value="5xx">5xx</option>
+          </select>
+        </label>
+      </div>
+      {data.loading && <Skeleton lines={6} height={18} />}
+      {data.error && <ErrorState message={data.error} onRetry={() => data.reload()} />}
+      {data.data && data.data.items.length === 0 && <p className="muted" data-testid="requests-empty">{t('req.empty')}</p>}
+      {data.data && data.data.items.length > 0 && <RequestTable items={data.data.items} testId="requests-table" />}
+      {data.data && total > PAGE_SIZE && (
+        <nav className="pager" aria-label={t('req.paging')}>
+          <button type="button" className="btn btn-sm" disabled={page <= 1} onClick={() => setPage(page - 1)} data-testid="page-prev">
+            ← {t('req.prev')}
+          </button>
+          <span>{t('req.pageOf', { page, pages })}</span>
+          <button type="button" className="btn btn-sm" disabled={page >= pages} onClick={() => setPage(page + 1)} data-testid="page-next">
+            {t('req.next')} →
+          </button>
+        </nav>
+      )}
+    </section>
+  )
+}
+
+function DeployDialog({
+  api: a,
+  onCancel,
+  onDeployed,
+}: {
+  api: ExportedApi
+  onCancel: () => void
+  onDeployed: (updated: ExportedApi) => void
+}) {
+  const { t, lang } = useI18n()
+  const model = useAsync(() => api.model(a.model_id), [a.model_id])
+  const versions = [...(model.data?.versions ?? [])].sort((x, y) => y.number - x.number)
+  const [choice, setChoice] = useState<number | null>(null)
+  const [busy, setBusy] = useState(false)
+  const [error, setError] = useState<string | null>(null)
+  const selected = choice ?? versions.find((v) => v.number !== a.model_version)?.number ?? null
+  const deploy = async () => {
+    if (selected === null) return
+    setBusy(true)
+    setError(null)
+    try {
+      onDeployed(await api.deploy(a.id, selected))
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err))
+      setBusy(false)
+    }
+  }
+  return (
+    <Modal
+      title={t('detail.deployTitle')}
+      onClose={onCancel}
+      testId="deploy-dialog"
+      footer={
+        <>
+          <button type="button" className="btn" onClick={onCancel}>
+            {t('common.cancel')}
+          </button>
+          <button
+            type="button"
+            className="btn btn-primary"
+            disabled={busy || selected === null || selected === a.model_version}
+            onClick={() => void deploy()}
+            data-testid="deploy-confirm"
+          >
+            {busy ? t('common.working') : t('detail.deployConfirm')}
+          </button>
+        </>
+      }
+    >
+      <p>{t('detail.deployText', { name: a.name, version: a.model_version })}</p>
+      {model.loading && <Skeleton lines={2} />}
+      {model.error && <ErrorState message={model.error} onRetry={() => model.reload()} />}
+      {model.data && versions.length <= 1 && <p className="muted">{t('detail.deployOnlyOne')}</p>}
+      {model.data && versions.length > 1 && (
+        <label className="field">
+          <span>{t('models.version')}</span>
+          <select value={selected ?? ''} onChange={(e) => setChoice(Number(e.target.value))} data-testid="deploy-version-select" data-autofocus>
+            {versions.map((v) => {
+              const m = Object.entries(v.metrics ?? {})[0]
+              return (
+                <option key={v.number} value={v.number} disabled={v.number === a.model_version}>
+                  v{v.number} — {v.algorithm}
+                  {m ? ` — ${m[0]} ${typeof m[1] === 'number' ? m[1].toFixed(3) : '—'}` : ''} — {fmtDate(lang, v.created_at)}
+                  {v.number === a.model_version ? ` (${t('detail.current')})` : ''}
+                </option>
+              )
+            })}
+          </select>
+        </label>
+      )}
+      {error && (
+        <p className="form-error" role="alert">
+          {error}
+        </p>
+      )}
+    </Modal>
+  )
+}
+
