@@ -191,9 +191,9 @@ def workers_sql(database: str) -> str:
     return f"""
 SELECT
     worker_id,
-    argMax(cpu_percent, ts) AS cpu_percent,
-    argMax(rss_mb, ts) AS rss_mb,
-    argMax(loaded_models, ts) AS loaded_models,
+    argMax(cpu_percent, ts) AS latest_cpu_percent,
+    argMax(rss_mb, ts) AS latest_rss_mb,
+    argMax(loaded_models, ts) AS latest_models,
     max(ts) AS last_seen,
     max(rss_mb) AS peak_rss_mb
 FROM {db}.worker_samples
