@@ -1,0 +1,90 @@
+"""ClickHouse migrations on a real server: apply on an empty database, re-apply as a no-op, and
+the materialized views fill the rollups on insert."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from infra.clickhouse import create_async_client
+from infra.migrate import apply_migrations
+from metrics_consumer.decoding import event_columns
+from metrics_consumer.store import EventStore
+from tests.integration.metrics_support import make_events
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+EXPECTED = {
+    "request_events",
+    "request_stats_1m",
+    "request_stats_1h",
+    "request_stats_1m_mv",
+    "request_stats_1h_mv",
+    "worker_samples",
+    "requests",
+    "api_hourly",
+    "schema_migrations",
+}
+
+
+async def tables(client, database: str) -> dict[str, str]:
+    result = await client.query(
+        "SELECT name, engine FROM system.tables WHERE database = {db:String}",
+        parameters={"db": database},
+    )
+    return {row[0]: row[1] for row in result.result_rows}
+
+
+async def test_migrations_apply_on_an_empty_database_and_reapply_as_a_no_op(
+    clickhouse_server: str,
+) -> None:
+    database = f"mig_{datetime.now(UTC).strftime('%H%M%S%f')}"
+    client = await create_async_client(clickhouse_server)
+    try:
+        applied = await apply_migrations(client, database, params={"raw_ttl_days": "7"})
+        assert applied and applied[0].startswith("0001_")
+        first = await tables(client, database)
+        assert EXPECTED <= set(first)
+        assert first["request_stats_1m"] == "AggregatingMergeTree"
+        assert first["requests"] == "View" and first["request_stats_1m_mv"] == "MaterializedView"
+        ddl = await client.command(f"SHOW CREATE TABLE {database}.request_events")
+        assert "toIntervalDay(7)" in str(ddl) and "bloom_filter" in str(ddl)
+
+        assert await apply_migrations(client, database, params={"raw_ttl_days": "7"}) == []
+        assert await tables(client, database) == first
+        runs = await client.query(f"SELECT count() FROM {database}.schema_migrations")
+        assert runs.result_rows[0][0] == len(applied)
+    finally:
+        await client.command(f"DROP DATABASE IF EXISTS {database}")
+        await client.close()
+
+
+async def test_materialized_views_fill_both_rollups_on_insert(
+    clickhouse_server: str, ch_database: str
+) -> None:
+    client = await create_async_client(clickhouse_server)
+    try:
+        await apply_migrations(client, ch_database, params={"raw_ttl_days": "30"})
+        now = datetime.now(UTC)
+        events = make_events(3_000, ["r1", "r2"], start=now - timedelta(hours=3), span_s=7200)
+        await EventStore(client, ch_database).insert_events(
+            event_columns(events, ["b"] * len(events))
+        )
+        for table in ("request_stats_1m", "request_stats_1h"):
+            result = await client.query(
+                f"SELECT api_id, sum(requests), sum(successes) + sum(errors_4xx) + "
+                f"sum(errors_5xx), sum(rows) FROM {ch_database}.{table} GROUP BY api_id "
+                "ORDER BY api_id"
+            )
+            assert [tuple(r) for r in result.result_rows] == [
+                ("r1", 1500, 1500, 1500),
+                ("r2", 1500, 1500, 1500),
+            ], table
+        hourly = await client.query(
+            f"SELECT sum(requests), count() FROM {ch_database}.api_hourly WHERE api_id = 'r1'"
+        )
+        total, hours = hourly.result_rows[0]
+        assert total == 1500 and 2 <= hours <= 3
+    finally:
+        await client.close()
