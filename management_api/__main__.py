@@ -1,0 +1,44 @@
+"""``modelgate management-api``: run the management REST API and the dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from aiohttp import web
+
+from management_api.app import create_app
+from management_api.settings import ManagementSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="modelgate management-api", description=__doc__)
+    parser.add_argument("--host", help="interface to bind (MODELGATE_MANAGEMENT_HOST)")
+    parser.add_argument("--port", type=int, help="port (MODELGATE_MANAGEMENT_PORT)")
+    args = parser.parse_args(argv)
+    settings = ManagementSettings()
+    if args.host:
+        settings.management_host = args.host
+    if args.port:
+        settings.management_port = args.port
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency; this keeps dev setups working
+        pass
+    web.run_app(
+        create_app(settings),
+        host=settings.management_host,
+        port=settings.management_port,
+        access_log=None,
+        print=None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
