@@ -284,6 +284,9 @@ const fr = {
   'docs.err413': 'Corps de requête trop grand (1 Mo maximum).',
   'docs.err429': 'Limite de débit dépassée ; réessayez après le délai de l’en-tête Retry-After.',
   'docs.err5xx': 'Erreur du service ou délai dépassé (504).',
+  'docs.err403key': 'Clé erronée ou régénérée depuis.',
+  'docs.err403inactive': "L'API est désactivée.",
+  'docs.err504': 'Pas de prédiction dans le délai imparti.',
 
   'confirm.typeName': 'Pour confirmer, saisissez « {name} »',
 }
@@ -571,6 +574,9 @@ const en: Record<TranslationKey, string> = {
   'docs.err413': 'Request body too large (1 MB at most).',
   'docs.err429': 'Rate limit exceeded; retry after the Retry-After header’s delay.',
   'docs.err5xx': 'Service error or timeout (504).',
+  'docs.err403key': 'Wrong key, or one regenerated since.',
+  'docs.err403inactive': 'The API is deactivated.',
+  'docs.err504': 'No prediction in time.',
 
   'confirm.typeName': 'To confirm, type “{name}”',
 }

@@ -33,6 +33,7 @@ export interface AlgorithmParam {
   min?: number | null
   max?: number | null
   choices?: Array<string | number> | null
+  description?: string
 }
 
 export interface Algorithm {
@@ -66,6 +67,7 @@ export interface FeatureSpec {
   type: 'number' | 'integer' | 'boolean' | 'category'
   required: boolean
   categories: string[] | null
+  description?: string | null
 }
 
 export type Metrics = Record<string, number | null>
@@ -159,6 +161,8 @@ export interface ApiDocs {
   example_response: unknown
   curl: string
   python: string
+  batch_example_request?: unknown
+  errors?: Array<{ status: number; code: string; when: string }>
 }
 
 export interface Overview {
@@ -174,6 +178,7 @@ export interface Overview {
 export type Range = '24h' | '7d' | '30d'
 export type Bucket = 'minute' | 'hour' | 'day'
 
+/** The server sends prediction/input/output as JSON text ("" when not logged). */
 export interface RequestRecord {
   event_id: string
   ts: string
@@ -181,7 +186,7 @@ export interface RequestRecord {
   error_code: string | null
   total_ms: number | null
   inference_ms: number | null
-  model_version: number | null
+  model_version: string | number | null
   prediction: unknown
   input: unknown
   output: unknown
@@ -250,7 +255,7 @@ export interface Resources {
     worker_id: string
     cpu_percent: number
     rss_mb: number
-    loaded_models: number
+    loaded_models: string[] | number
     last_seen: string
   }>
 }

@@ -2,8 +2,20 @@
 import { api } from '../api'
 import { useAsync } from '../hooks'
 import { useI18n } from '../i18n'
+import type { TranslationKey } from '../i18n'
 import { CopyButton } from './CopyButton'
 import { ErrorState, Skeleton } from './Feedback'
+
+const ERROR_TEXT: Record<string, TranslationKey> = {
+  INVALID_INPUT: 'docs.err400',
+  MISSING_API_KEY: 'docs.err401',
+  INVALID_API_KEY: 'docs.err403key',
+  API_INACTIVE: 'docs.err403inactive',
+  API_NOT_FOUND: 'docs.err404',
+  PAYLOAD_TOO_LARGE: 'docs.err413',
+  RATE_LIMITED: 'docs.err429',
+  TIMEOUT: 'docs.err504',
+}
 
 function CodeBlock({ code, label, testId }: { code: string; label: string; testId: string }) {
   const { t } = useI18n()
@@ -82,7 +94,7 @@ export function APIDocumentation({ apiId, keyPrefix }: { apiId: string; keyPrefi
                     <span className="tag">{f.type}</span> <span className="muted small">{typeLabel[f.type] ?? ''}</span>
                   </td>
                   <td>{f.required ? t('common.yes') : t('common.no')}</td>
-                  <td className="small">{f.categories ? f.categories.join(', ') : '—'}</td>
+                  <td className="small">{f.categories ? f.categories.join(', ') : (f.description ?? '—')}</td>
                 </tr>
               ))}
             </tbody>
@@ -109,8 +121,12 @@ export function APIDocumentation({ apiId, keyPrefix }: { apiId: string; keyPrefi
         <h2 className="h-small">{t('docs.errors')}</h2>
         <table className="table table-compact">
           <tbody>
-            {(
-              [
+            {(d.errors && d.errors.length > 0
+              ? d.errors.map((e) => {
+                  const key = ERROR_TEXT[e.code]
+                  return [`${e.status} ${e.code}`, key ? t(key) : e.when] as const
+                })
+              : [
                 ['400', t('docs.err400')],
                 ['401', t('docs.err401')],
                 ['403', t('docs.err403')],
@@ -118,8 +134,8 @@ export function APIDocumentation({ apiId, keyPrefix }: { apiId: string; keyPrefi
                 ['413', t('docs.err413')],
                 ['429', t('docs.err429')],
                 ['5xx', t('docs.err5xx')],
-              ] as const
-            ).map(([code, text]) => (
+              ] as const)
+            .map(([code, text]) => (
               <tr key={code}>
                 <th scope="row" className="mono">
                   {code}

@@ -350,6 +350,8 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
     )
   if (data.error || !data.data) return <ErrorState message={data.error ?? ''} onRetry={() => data.reload()} />
   const { stats: s, series, resources } = data.data
+  const none = s.requests_in_range === 0
+  const ms = (v: number | null) => (none ? '—' : fmtMs(lang, v))
   const tick_ = (v: string) => fmtTick(lang, v, series.bucket)
   const points = series.points.map((p) => ({ ...p, errors: p.errors_4xx + p.errors_5xx }))
   const histogram = s.histogram.map((h, i) => {
@@ -372,15 +374,15 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
         <StatCard label={t('stat.last24h')} value={fmtInt(lang, s.requests_24h)} hint={t('stat.last7d', { n: fmtInt(lang, s.requests_7d) })} testId="stat-24h" />
         <StatCard
           label={t('stat.successRate')}
-          value={fmtRate(lang, s.success_rate)}
+          value={none ? '—' : fmtRate(lang, s.success_rate)}
           hint={t('stat.errors', { e4: fmtInt(lang, s.errors_4xx), e5: fmtInt(lang, s.errors_5xx) })}
           testId="stat-success"
           tone={s.requests_in_range > 0 ? rateTone(s.success_rate) : 'default'}
         />
-        <StatCard label={t('stat.avg')} value={fmtMs(lang, s.avg_ms)} testId="stat-avg" />
-        <StatCard label={t('stat.p50')} value={fmtMs(lang, s.p50_ms)} testId="stat-p50" />
-        <StatCard label={t('stat.p95')} value={fmtMs(lang, s.p95_ms)} testId="stat-p95" tone={over(s.p95_ms, th?.p95_ms)} />
-        <StatCard label={t('stat.p99')} value={fmtMs(lang, s.p99_ms)} testId="stat-p99" />
+        <StatCard label={t('stat.avg')} value={ms(s.avg_ms)} testId="stat-avg" />
+        <StatCard label={t('stat.p50')} value={ms(s.p50_ms)} testId="stat-p50" />
+        <StatCard label={t('stat.p95')} value={ms(s.p95_ms)} testId="stat-p95" tone={over(s.p95_ms, th?.p95_ms)} />
+        <StatCard label={t('stat.p99')} value={ms(s.p99_ms)} testId="stat-p99" />
         <StatCard
           label={t('stat.cpu')}
           value={fmtPercent(lang, s.cpu_percent)}
@@ -517,7 +519,9 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
                       <td className="mono small">{w.worker_id}</td>
                       <td className="num">{fmtPercent(lang, w.cpu_percent)}</td>
                       <td className="num">{fmtMb(lang, w.rss_mb)}</td>
-                      <td className="num">{fmtInt(lang, w.loaded_models)}</td>
+                      <td className="num" title={Array.isArray(w.loaded_models) ? w.loaded_models.join(', ') : undefined}>
+                        {fmtInt(lang, Array.isArray(w.loaded_models) ? w.loaded_models.length : w.loaded_models)}
+                      </td>
                       <td>{fmtRelative(lang, w.last_seen)}</td>
                     </tr>
                   ))}
@@ -543,7 +547,7 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
 function RequestTable({ items, testId }: { items: RequestRecord[]; testId: string }) {
   const { t, lang } = useI18n()
   const [open, setOpen] = useState<string | null>(null)
-  const show = (v: unknown) => (v === null || v === undefined ? '—' : typeof v === 'string' ? v : JSON.stringify(v))
+  const show = (v: unknown) => (isEmpty(v) ? '—' : typeof v === 'string' ? v : JSON.stringify(v))
   return (
     <div className="table-wrap">
       <table className="table table-compact table-requests" data-testid={testId}>
@@ -573,7 +577,7 @@ function RequestTable({ items, testId }: { items: RequestRecord[]; testId: strin
                 </td>
                 <td className="num">{fmtMs(lang, r.total_ms)}</td>
                 <td className="num">{fmtMs(lang, r.inference_ms)}</td>
-                <td>{r.model_version !== null ? `v${r.model_version}` : '—'}</td>
+                <td>{isEmpty(r.model_version) ? '—' : `v${String(r.model_version)}`}</td>
                 <td className="mono small ellipsis">{show(r.prediction)}</td>
                 <td>
                   <button
@@ -592,11 +596,11 @@ function RequestTable({ items, testId }: { items: RequestRecord[]; testId: strin
                     <div className="grid-2">
                       <div>
                         <div className="h-small">{t('req.input')}</div>
-                        <pre className="mono small">{r.input === null || r.input === undefined ? t('req.notLogged') : JSON.stringify(r.input, null, 2)}</pre>
+                        <pre className="mono small">{isEmpty(r.input) ? t('req.notLogged') : prettyJson(r.input)}</pre>
                       </div>
                       <div>
                         <div className="h-small">{t('req.output')}</div>
-                        <pre className="mono small">{r.output === null || r.output === undefined ? t('req.notLogged') : JSON.stringify(r.output, null, 2)}</pre>
+                        <pre className="mono small">{isEmpty(r.output) ? t('req.notLogged') : prettyJson(r.output)}</pre>
                       </div>
                     </div>
                     <p className="muted small mono">
@@ -614,6 +618,22 @@ function RequestTable({ items, testId }: { items: RequestRecord[]; testId: strin
 }
 
 const PAGE_SIZE = 20
+
+function isEmpty(v: unknown): boolean {
+  return v === null || v === undefined || v === ''
+}
+
+/** Pretty-prints JSON given as a value or as JSON text (the server logs payloads as text). */
+function prettyJson(v: unknown): string {
+  if (typeof v === 'string') {
+    try {
+      return JSON.stringify(JSON.parse(v), null, 2)
+    } catch {
+      return v
+    }
+  }
+  return JSON.stringify(v, null, 2)
+}
 
 function RequestHistory({ apiId, tick }: { apiId: string; tick: number }) {
   const { t, lang } = useI18n()

@@ -138,9 +138,9 @@ export function MonitoringPage() {
           <StatCard label={t('overview.apis')} value={fmtInt(lang, ov.total_apis)} hint={t('overview.activeApis', { count: ov.active_apis })} testId="overview-apis" />
           <StatCard label={t('overview.totalRequests')} value={fmtInt(lang, ov.total_requests)} testId="overview-total" />
           <StatCard label={t('overview.requests24h')} value={fmtInt(lang, ov.requests_24h)} testId="overview-24h" />
-          <StatCard label={t('overview.successRate')} value={fmtRate(lang, ov.success_rate)} testId="overview-success" tone={rateTone(ov.success_rate)} />
-          <StatCard label={t('overview.avgLatency')} value={fmtMs(lang, ov.avg_ms)} testId="overview-avg" />
-          <StatCard label={t('overview.p95')} value={fmtMs(lang, ov.p95_ms)} testId="overview-p95" />
+          <StatCard label={t('overview.successRate')} value={ov.total_requests ? fmtRate(lang, ov.success_rate) : '—'} testId="overview-success" tone={ov.total_requests ? rateTone(ov.success_rate) : 'default'} />
+          <StatCard label={t('overview.avgLatency')} value={ov.total_requests ? fmtMs(lang, ov.avg_ms) : '—'} testId="overview-avg" />
+          <StatCard label={t('overview.p95')} value={ov.total_requests ? fmtMs(lang, ov.p95_ms) : '—'} testId="overview-p95" />
         </div>
       )}
 
@@ -280,10 +280,10 @@ export function MonitoringPage() {
                       {fmtInt(lang, a.stats?.requests_24h ?? 0)}
                     </td>
                     <td data-label={t('apis.successRate')} className="num">
-                      {fmtRate(lang, a.stats?.success_rate)}
+                      {a.stats?.total_requests ? fmtRate(lang, a.stats.success_rate) : '—'}
                     </td>
                     <td data-label={t('apis.avgLatency')} className="num">
-                      {fmtMs(lang, a.stats?.avg_ms)}
+                      {a.stats?.total_requests ? fmtMs(lang, a.stats.avg_ms) : '—'}
                     </td>
                     <td data-label={t('apis.lastRequest')} title={fmtDate(lang, a.stats?.last_request_at)}>
                       {a.stats?.last_request_at ? fmtRelative(lang, a.stats.last_request_at) : t('apis.never')}

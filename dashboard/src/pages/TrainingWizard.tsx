@@ -106,7 +106,7 @@ export function TrainingWizard() {
     name.trim() !== '' && (source === 'builtin' ? dataset !== '' : file !== null && preview !== null && target !== '' && !csvError)
   const paramsValid = (algorithm?.params ?? []).every((p) => paramError(p, paramValues[p.name]) === null)
   const testSizeNum = Number(testSize)
-  const testSizeValid = Number.isFinite(testSizeNum) && testSizeNum > 0 && testSizeNum < 1
+  const testSizeValid = Number.isFinite(testSizeNum) && testSizeNum > 0.05 && testSizeNum < 0.9
   const step2Valid = algorithm !== undefined && paramsValid && testSizeValid
 
   const startTraining = async (e: FormEvent) => {
@@ -334,7 +334,9 @@ export function TrainingWizard() {
                   const set = (v: string) => setParamValues((prev) => ({ ...prev, [p.name]: v }))
                   return (
                     <label key={p.name} className="field">
-                      <span className="mono">{p.name}</span>
+                      <span className="mono" title={p.description || undefined}>
+                        {p.name}
+                      </span>
                       {p.type === 'choice' ? (
                         <select value={paramValues[p.name] ?? ''} onChange={(e) => set(e.target.value)} data-testid={`param-${p.name}`}>
                           {(p.choices ?? []).map((c) => (
@@ -374,8 +376,8 @@ export function TrainingWizard() {
             <input
               type="number"
               step="0.05"
-              min="0.05"
-              max="0.95"
+              min="0.1"
+              max="0.85"
               value={testSize}
               onChange={(e) => setTestSize(e.target.value)}
               aria-invalid={!testSizeValid}
