@@ -214,7 +214,8 @@ class ClickHouseError(Exception):
         return _STATUS_BY_NAME.get(self.name, 500)
 
     def body(self, version: str) -> bytes:
-        return f"Code: {self.code}. {self.message} (version {version})\n".encode()
+        trailer = "" if "(version " in self.message else f" (version {version})"
+        return f"Code: {self.code}. {self.message}{trailer}\n".encode()
 
 
 def truthy(value: str | None) -> bool:
