@@ -1,0 +1,85 @@
+"""Decoding broker messages into ClickHouse columns (no services)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from metrics_consumer.decoding import (
+    EVENT_COLUMNS,
+    SAMPLE_COLUMNS,
+    DecodeError,
+    decode,
+    event_columns,
+    sample_columns,
+)
+from schemas.messages import RequestEvent, RequestEventBatch, WorkerSample, dump
+
+TS = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+
+
+def event(**overrides: object) -> RequestEvent:
+    fields: dict[str, object] = {"event_id": "e1", "ts": TS, "api_id": "a", "status_code": 200}
+    fields.update(overrides)
+    return RequestEvent.model_validate(fields)
+
+
+def test_decodes_an_event_batch_by_routing_key() -> None:
+    body = dump(RequestEventBatch(batch_id="b", ingress_id="i", events=[event()]))
+    decoded = decode("request.batch", body)
+    assert isinstance(decoded, RequestEventBatch) and decoded.events[0].event_id == "e1"
+
+
+def test_decodes_a_worker_sample() -> None:
+    body = dump(WorkerSample(worker_id="w", cpu_percent=1.5, rss_mb=10, ts=TS))
+    decoded = decode("worker.sample", body)
+    assert isinstance(decoded, WorkerSample) and decoded.worker_id == "w"
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "reason"),
+    [
+        ("request.batch", b"not json", "invalid"),
+        ("request.batch", b'{"batch_id": "b", "ingress_id": "i", "events": [{}]}', "event_id"),
+        (
+            "request.batch",
+            b'{"batch_id": "b", "ingress_id": "i", "events": [{"event_id": "e",'
+            b' "ts": "2026-01-01T00:00:00Z", "api_id": "a", "status_code": 99999}]}',
+            "status_code",
+        ),
+        (
+            "request.batch",
+            b'{"batch_id": "b", "ingress_id": "i", "events": [{"event_id": "e",'
+            b' "ts": "2026-01-01T00:00:00", "api_id": "a", "status_code": 200}]}',
+            "time zone",
+        ),
+        ("other.thing", b"{}", "routing key"),
+    ],
+)
+def test_refuses_what_cannot_be_stored_with_a_reason(key: str, body: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        decode(key, body)
+
+
+def test_event_columns_follow_the_column_list_with_ts_in_epoch_milliseconds() -> None:
+    columns = event_columns([event(), event(event_id="e2", total_ms=3.5)], ["b1", "b2"])
+    assert len(columns) == len(EVENT_COLUMNS)
+    named = dict(zip(EVENT_COLUMNS, columns, strict=True))
+    assert named["event_id"] == ["e1", "e2"]
+    assert named["batch_id"] == ["b1", "b2"]
+    assert named["ts"] == [int(TS.timestamp() * 1000)] * 2
+    assert named["total_ms"] == [0.0, 3.5]
+
+
+def test_sample_columns_follow_the_column_list() -> None:
+    sample = WorkerSample(
+        worker_id="w",
+        cpu_percent=2,
+        rss_mb=3,
+        ts=TS,
+        loaded_models=["m"],
+        model_memory_mb={"m": 1.0},
+    )
+    named = dict(zip(SAMPLE_COLUMNS, sample_columns([sample]), strict=True))
+    assert named["loaded_models"] == [["m"]] and named["model_memory_mb"] == [{"m": 1.0}]
