@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from infra.clickhouse_server.engine import Engine
 from infra.clickhouse_server.protocol import (
     CONTENT_TYPES,
     NOT_IMPLEMENTED,
+    STD_EXCEPTION,
     ClickHouseError,
     choose_response_encoding,
     classify_params,
@@ -100,7 +102,7 @@ async def query(request: web.Request) -> web.StreamResponse:
     """Run the SQL of one request (URL ``query=``, body, or both) as ClickHouse does."""
     service = request.app[service_key]
     items = list(request.query.items())
-    if request.method == "GET" and "query" not in request.query:
+    if request.method in {"GET", "HEAD"} and "query" not in request.query:
         return web.Response(text="Ok.\n", headers=_base_headers(request))
     try:
         multipart = request.content_type.startswith("multipart/form-data")
@@ -124,11 +126,18 @@ async def query(request: web.Request) -> web.StreamResponse:
             user, request.method, params, body, request.headers.get("Content-Encoding")
         )
     except ClickHouseError as error:
-        if error.name == "READONLY" and "user" in locals():
-            error.message = error.message.replace(
-                "DB::Exception: default: ", f"DB::Exception: {user.name}: "
-            )
         return _error_response(request, error)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        request_id = uuid.uuid4().hex
+        log.exception("request %s failed", request_id)
+        return _error_response(
+            request,
+            ClickHouseError.build(
+                STD_EXCEPTION, f"Internal error of the embedded server (request {request_id})"
+            ),
+        )
     encoding = (
         choose_response_encoding(request.headers.get("Accept-Encoding"))
         if params.enable_http_compression

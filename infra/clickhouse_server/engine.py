@@ -229,7 +229,15 @@ class Engine:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking engine call in the engine's thread pool."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, fn, *args)
+        future = loop.run_in_executor(self.executor, fn, *args)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # An engine call cannot be interrupted: let it finish before the caller releases
+            # (or closes) the connection it is using.
+            with suppress(BaseException):
+                await future
+            raise
 
     @asynccontextmanager
     async def lease(self, readonly: int) -> AsyncIterator[EngineConnection]:

@@ -182,6 +182,24 @@ class QueryService:
         content_encoding: str | None,
     ) -> Reply:
         """Run the request's statement; errors come out as ``ClickHouseError``."""
+        try:
+            return await self._execute(user, method, params, body, content_encoding)
+        except ClickHouseError as error:
+            if error.name == "READONLY":
+                # chdb runs everything as its own `default`; name the user who was refused.
+                error.message = error.message.replace(
+                    "DB::Exception: default: ", f"DB::Exception: {user.name}: "
+                )
+            raise
+
+    async def _execute(
+        self,
+        user: ClickHouseUser,
+        method: str,
+        params: RequestParams,
+        body: AsyncIterator[bytes],
+        content_encoding: str | None,
+    ) -> Reply:
         query_id = params.query_id or str(uuid.uuid4())
         level = self.readonly_level(user, method, params)
         database = params.database or "default"
