@@ -19,12 +19,12 @@ from multidict import CIMultiDict
 
 from infra.clickhouse_server.engine import Engine
 from infra.clickhouse_server.protocol import (
-    CONTENT_TYPES,
     NOT_IMPLEMENTED,
     STD_EXCEPTION,
     ClickHouseError,
     choose_response_encoding,
     classify_params,
+    content_type,
     response_encoder,
     truthy,
 )
@@ -155,15 +155,11 @@ async def _send(request: web.Request, reply: Reply, encoding: str | None) -> web
     engine = request.app[engine_key]
     headers = _base_headers(request)
     headers["X-ClickHouse-Query-Id"] = reply.query_id
-    headers["X-ClickHouse-Format"] = reply.format
+    if reply.format is not None:
+        headers["X-ClickHouse-Format"] = reply.format
     headers["X-ClickHouse-Timezone"] = engine.timezone
     headers["X-ClickHouse-Summary"] = json.dumps(reply.summary, separators=(",", ":"))
-    headers["Content-Type"] = CONTENT_TYPES.get(
-        reply.format,
-        "application/octet-stream"
-        if reply.format in {"Native", "RowBinary", "Parquet", "Arrow", "ArrowStream"}
-        else "text/plain; charset=UTF-8",
-    )
+    headers["Content-Type"] = content_type(reply.format)
     encoder = response_encoder(encoding) if encoding else None
     if encoding:
         headers["Content-Encoding"] = encoding
@@ -186,6 +182,9 @@ async def _send(request: web.Request, reply: Reply, encoding: str | None) -> web
         log.warning("query %s failed while streaming: %s", reply.query_id, error)
         tail = error.body(engine.version)
         await response.write(encoder.feed(tail) + encoder.finish() if encoder else tail)
+    except ConnectionResetError:
+        log.info("client went away while query %s was streaming; query stopped", reply.query_id)
+        return response
     finally:
         await reply.rest.aclose()
     await response.write_eof()

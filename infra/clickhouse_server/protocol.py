@@ -84,6 +84,18 @@ CONTENT_TYPES = {
     "JSONEachRow": "application/x-ndjson; charset=UTF-8",
 }
 
+_BINARY_FORMATS = frozenset({"Native", "RowBinary", "Parquet", "Arrow", "ArrowStream", "ORC"})
+
+
+def content_type(fmt: str | None) -> str:
+    """The Content-Type ClickHouse sends for an output format."""
+    if fmt in CONTENT_TYPES:
+        return CONTENT_TYPES[fmt]
+    if fmt in _BINARY_FORMATS:
+        return "application/octet-stream"
+    return "text/plain; charset=UTF-8"
+
+
 # ClickHouse's own mapping of error names to HTTP statuses (Server/HTTP/exceptionCodeToHTTPStatus).
 _STATUS_BY_NAME: dict[str, int] = {
     "REQUIRED_PASSWORD": 401,
@@ -320,6 +332,36 @@ def first_keyword(sql: str) -> str:
     for token in tokens(sql):
         return token.text.upper() if token.kind == "word" else ""
     return ""
+
+
+_NO_RESULT_KEYWORDS = frozenset(
+    {
+        "CREATE",
+        "DROP",
+        "ALTER",
+        "INSERT",
+        "SET",
+        "USE",
+        "RENAME",
+        "TRUNCATE",
+        "OPTIMIZE",
+        "SYSTEM",
+        "GRANT",
+        "REVOKE",
+        "ATTACH",
+        "DETACH",
+        "EXCHANGE",
+        "UNDROP",
+        "DELETE",
+        "UPDATE",
+        "MOVE",
+    }
+)
+
+
+def produces_result(sql: str) -> bool:
+    """Whether a statement answers with a result (ClickHouse then sends X-ClickHouse-Format)."""
+    return first_keyword(sql) not in _NO_RESULT_KEYWORDS
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from infra.clickhouse_server.protocol import (
     RequestParams,
     first_keyword,
     output_format,
+    produces_result,
     request_decoder,
     split_insert,
     strip_statement,
@@ -95,7 +96,8 @@ class Reply:
     """A successful answer: headers' facts, the first bytes and, when streaming, the rest."""
 
     query_id: str
-    format: str
+    format: str | None
+    """Output format; None for statements without a result (DDL, INSERT), as ClickHouse does."""
     summary: dict[str, str]
     body: bytes
     rest: AsyncGenerator[bytes, None] | None = None
@@ -247,7 +249,8 @@ class QueryService:
         async with self.engine.lease(level) as connection:
             await self.engine.run(connection.prepare, database, params.settings)
             outcome = await self.engine.run(connection.query, sql, fmt, params.query_params)
-        return Reply(query_id, fmt, outcome.summary(), outcome.data)
+        result_format = fmt if outcome.data or produces_result(sql) else None
+        return Reply(query_id, result_format, outcome.summary(), outcome.data)
 
     async def _stream(
         self, level: int, database: str, params: RequestParams, query_id: str, sql: str, fmt: str
@@ -320,7 +323,7 @@ class QueryService:
             written_bytes=result.bytes_written,
             elapsed_ns=int(result.elapsed * 1e9),
         )
-        return Reply(query_id, fmt, outcome.summary(), b"")
+        return Reply(query_id, None, outcome.summary(), b"")
 
 
 async def _data_of(chunks: AsyncGenerator[QueryOutcome, None]) -> AsyncGenerator[bytes, None]:

@@ -160,6 +160,14 @@ def test_successful_responses_carry_format_timezone_query_id_and_summary(
     assert len(body.splitlines()) == 10
 
 
+def test_commands_without_a_result_return_the_write_summary(client) -> None:
+    """ClickHouse sends no X-ClickHouse-Format for DDL/INSERT; clients then return a summary."""
+    client.command("CREATE TABLE nums (x UInt64) ENGINE = MergeTree ORDER BY x")
+    summary = client.command("INSERT INTO nums SELECT number FROM numbers(500)")
+    assert summary.written_rows == 500
+    assert client.command("SELECT count() FROM nums") == 500
+
+
 def test_server_side_parameters_are_bound(client) -> None:
     result = client.query(
         "SELECT {x:UInt32} * 2, {name:String}", parameters={"x": 21, "name": "it's"}
