@@ -34,7 +34,7 @@ def example_output(version: ModelVersion, task: Task, classes: list[str] | None)
     else:
         out = {"prediction": 0.0}
     out["request_id"] = "3f1c2a9e8b7d4c65a1f0e2d3c4b5a697"
-    out["model_version"] = version.number
+    out["model_version"] = version.id
     return out
 
 
