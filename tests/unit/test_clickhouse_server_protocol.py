@@ -5,14 +5,17 @@ from __future__ import annotations
 import base64
 import gzip
 import zlib
+from pathlib import Path
 
 import lz4.frame
 import pytest
 import zstandard
 
 from infra.clickhouse import parse_url
+from infra.clickhouse_server.engine import Engine
 from infra.clickhouse_server.protocol import (
     ClickHouseError,
+    RequestParams,
     choose_response_encoding,
     classify_params,
     output_format,
@@ -20,7 +23,8 @@ from infra.clickhouse_server.protocol import (
     response_encoder,
     split_insert,
 )
-from infra.clickhouse_server.service import credentials_from
+from infra.clickhouse_server.service import Credentials, QueryService, credentials_from
+from infra.clickhouse_server.settings import ClickHouseUser
 from infra.migrate import split_statements, substitute
 
 FORMATS = frozenset({"Native", "JSON", "JSONEachRow", "TabSeparated", "CSV"})
@@ -182,3 +186,37 @@ def test_migration_files_split_on_line_ending_semicolons_without_comment_lines()
         substitute("{db}.t {dbx} {raw_ttl_days}", {"db": "m", "raw_ttl_days": "30"})
         == "m.t {dbx} 30"
     )
+
+
+def _service() -> QueryService:
+    users = [
+        ClickHouseUser(name="default"),
+        ClickHouseUser(name="analyst", password="analyst", readonly=True),
+    ]
+    return QueryService(Engine(Path("/nonexistent"), max_connections=1), users, 1 << 20)
+
+
+def test_users_are_checked_by_name_and_password() -> None:
+    service = _service()
+    assert service.authenticate(Credentials("analyst", "analyst")).readonly
+    for wrong in (Credentials("analyst", "nope"), Credentials("ghost", "")):
+        with pytest.raises(ClickHouseError) as refused:
+            service.authenticate(wrong)
+        assert (refused.value.code, refused.value.http_status) == (516, 403)
+
+
+def test_requests_may_only_make_the_readonly_level_stricter() -> None:
+    service = _service()
+    default, analyst = service.users["default"], service.users["analyst"]
+    assert service.readonly_level(default, "POST", RequestParams()) == 0
+    assert service.readonly_level(default, "GET", RequestParams()) == 2
+    assert service.readonly_level(analyst, "POST", RequestParams()) == 1
+    assert service.readonly_level(default, "POST", RequestParams(settings={"readonly": "1"})) == 1
+    for user, method, level in (
+        (analyst, "POST", "0"),
+        (analyst, "POST", "2"),
+        (default, "GET", "0"),
+    ):
+        with pytest.raises(ClickHouseError) as refused:
+            service.readonly_level(user, method, RequestParams(settings={"readonly": level}))
+        assert refused.value.code == 164
