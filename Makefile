@@ -10,7 +10,7 @@ bootstrap:
 
 run: bootstrap
 	@./infra/ensure_rabbitmq.sh
-	$(BIN)/modelgate up
+	$(BIN)/modelgate up --demo
 
 test: bootstrap
 	@./infra/ensure_rabbitmq.sh
