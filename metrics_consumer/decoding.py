@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain, compress
 from typing import Any
 
 from pydantic import ValidationError
@@ -98,17 +100,62 @@ def epoch_ms(event: RequestEvent | WorkerSample) -> int:
     return int(event.ts.timestamp() * 1000)
 
 
-def event_columns(events: Sequence[RequestEvent], batch_ids: Sequence[str]) -> list[list[Any]]:
-    """Column-oriented data for ``EVENT_COLUMNS``; ``batch_ids[i]`` is the batch of ``events[i]``.
-    ``ts`` is given as epoch milliseconds, the raw value of a DateTime64(3)."""
+# Low-cardinality text repeats in every event: one shared object per value keeps buffers small.
+_SHARED_FIELDS = frozenset(
+    {"api_id", "model_version", "error_code", "worker_id", "ingress_id", "key_prefix"}
+)
+
+
+@dataclass
+class EventRows:
+    """The events of one message as columns (``EVENT_COLUMNS`` order): compact while buffered,
+    and ready to concatenate into one insert."""
+
+    columns: list[list[Any]]
+    ts_min: int
+    ts_max: int
+
+    @property
+    def event_ids(self) -> list[str]:
+        ids: list[str] = self.columns[0]
+        return ids
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def select(self, keep: Sequence[bool]) -> EventRows:
+        columns = [list(compress(column, keep)) for column in self.columns]
+        return EventRows(columns, self.ts_min, self.ts_max)
+
+
+def event_rows(events: Sequence[RequestEvent], batch_id: str) -> EventRows:
+    """The events of one batch as columns; ``ts`` as epoch milliseconds (raw DateTime64(3))."""
+    timestamps = [epoch_ms(e) for e in events]
     columns: list[list[Any]] = [
         [e.event_id for e in events],
-        list(batch_ids),
-        [epoch_ms(e) for e in events],
+        [batch_id] * len(events),
+        timestamps,
     ]
     for name in _PLAIN_EVENT_FIELDS:
-        columns.append([getattr(e, name) for e in events])
-    return columns
+        values = [getattr(e, name) for e in events]
+        if name in _SHARED_FIELDS:
+            shared: dict[str, str] = {}
+            values = [shared.setdefault(v, v) for v in values]
+        columns.append(values)
+    return EventRows(columns, min(timestamps, default=0), max(timestamps, default=0))
+
+
+def concat_rows(parts: Sequence[EventRows]) -> list[list[Any]]:
+    """One column-oriented insert block from several messages' rows."""
+    width = len(EVENT_COLUMNS)
+    return [list(chain.from_iterable(part.columns[i] for part in parts)) for i in range(width)]
+
+
+def event_columns(events: Sequence[RequestEvent], batch_ids: Sequence[str]) -> list[list[Any]]:
+    """Column-oriented data for ``EVENT_COLUMNS``; ``batch_ids[i]`` is the batch of event i."""
+    rows = event_rows(events, "")
+    rows.columns[1] = list(batch_ids)
+    return rows.columns
 
 
 def sample_columns(samples: Sequence[WorkerSample]) -> list[list[Any]]:

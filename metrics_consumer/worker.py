@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from infra.clickhouse import create_async_client
 from infra.topology import DeclaredTopology, Topology, declare_topology
-from metrics_consumer.decoding import DecodeError, decode
+from metrics_consumer.decoding import DecodeError, decode, event_rows
 from metrics_consumer.metrics import ConsumerMetrics
 from metrics_consumer.settings import ConsumerSettings
 from metrics_consumer.store import EventStore
@@ -33,6 +33,19 @@ log = logging.getLogger(__name__)
 DEAD_REASON_HEADER = "x-modelgate-dead-reason"
 DEAD_ROUTING_KEY_HEADER = "x-modelgate-routing-key"
 DEAD_QUEUE_HEADER = "x-modelgate-queue"
+
+
+class Delivery:
+    """What acking a message needs, without keeping its body alive."""
+
+    __slots__ = ("channel", "delivery_tag")
+
+    def __init__(self, message: AbstractIncomingMessage) -> None:
+        self.channel = message.channel
+        self.delivery_tag = message.delivery_tag or 0
+
+    async def ack(self, multiple: bool = False) -> None:
+        await self.channel.basic_ack(delivery_tag=self.delivery_tag, multiple=multiple)
 
 
 class Buffer:
@@ -172,16 +185,18 @@ class Worker:
         except DecodeError as exc:
             await self.dead_letter(message, str(exc))
             return
+        delivery = Delivery(message)
         if isinstance(decoded, RequestEventBatch):
+            batch_id = message.message_id or decoded.batch_id
             pending = Pending(
-                message=message,
-                batch_id=message.message_id or decoded.batch_id,
-                events=decoded.events,
+                delivery=delivery,
+                batch_id=batch_id,
+                events=event_rows(decoded.events, batch_id),
                 redelivered=bool(message.redelivered),
             )
         else:
             pending = Pending(
-                message=message,
+                delivery=delivery,
                 batch_id=message.message_id or f"sample:{decoded.worker_id}:{decoded.ts}",
                 sample=decoded,
                 redelivered=bool(message.redelivered),
@@ -257,7 +272,7 @@ class Worker:
             len(batch),
         )
         try:
-            await batch[-1].message.ack(multiple=True)
+            await batch[-1].delivery.ack(multiple=True)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -14,13 +14,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from metrics_consumer.decoding import epoch_ms, event_columns, sample_columns
+from metrics_consumer.decoding import EventRows, concat_rows, epoch_ms, sample_columns
 from metrics_consumer.metrics import ConsumerMetrics
 from metrics_consumer.store import EventStore
-from schemas.messages import RequestEvent, WorkerSample
+from schemas.messages import WorkerSample
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +47,20 @@ class RecentBatches:
 
 @dataclass
 class Pending:
-    """One decoded message waiting for its rows to be stored; ``message`` is acked afterwards."""
+    """One decoded message waiting for its rows to be stored; ``delivery`` is acked afterwards
+    (it holds only what an ack needs, so the message body is freed once decoded)."""
 
-    message: Any
+    delivery: Any
     batch_id: str
-    events: list[RequestEvent] = field(default_factory=list)
+    events: EventRows | None = None
     sample: WorkerSample | None = None
     redelivered: bool = False
 
     @property
     def rows(self) -> int:
-        return len(self.events) + (1 if self.sample is not None else 0)
+        return (len(self.events) if self.events is not None else 0) + (
+            1 if self.sample is not None else 0
+        )
 
 
 @dataclass
@@ -142,19 +145,24 @@ class BatchWriter:
         to_check = [p for p in fresh if lookup_all or self.needs_lookup(p)]
         stored_events, stored_samples = await self._stored(to_check)
 
-        events: list[RequestEvent] = []
-        batch_ids: list[str] = []
+        parts: list[EventRows] = []
         samples: list[WorkerSample] = []
         seen_events: set[str] = set()
         duplicates = 0
         for pending in fresh:
-            for event in pending.events:
-                if event.event_id in stored_events or event.event_id in seen_events:
-                    duplicates += 1
-                    continue
-                seen_events.add(event.event_id)
-                events.append(event)
-                batch_ids.append(pending.batch_id)
+            rows = pending.events
+            if rows is not None and len(rows):
+                keep = [
+                    not (event_id in stored_events or event_id in seen_events)
+                    for event_id in rows.event_ids
+                ]
+                seen_events.update(rows.event_ids)
+                kept = sum(keep)
+                duplicates += len(keep) - kept
+                if kept == len(keep):
+                    parts.append(rows)
+                elif kept:
+                    parts.append(rows.select(keep))
             sample = pending.sample
             if sample is not None:
                 key = (sample.worker_id, epoch_ms(sample))
@@ -163,37 +171,39 @@ class BatchWriter:
                 else:
                     stored_samples.add(key)
                     samples.append(sample)
+        events = sum(len(part) for part in parts)
 
         started = time.perf_counter()
         if events:
-            await self.store.insert_events(event_columns(events, batch_ids))
+            await self.store.insert_events(concat_rows(parts))
         if samples:
             await self.store.insert_samples(sample_columns(samples))
         elapsed = time.perf_counter() - started
         # Only once everything is stored do the figures count (a retry recounts from scratch).
         outcome.events, outcome.samples, outcome.duplicates = (
-            len(events),
+            events,
             len(samples),
             outcome.duplicates + duplicates,
         )
         if events or samples:
             self.metrics.insert_seconds.observe(elapsed)
-            self.metrics.batch_rows.observe(len(events) + len(samples))
-        self.metrics.events_inserted.inc(len(events))
+            self.metrics.batch_rows.observe(events + len(samples))
+        self.metrics.events_inserted.inc(events)
         self.metrics.samples_inserted.inc(len(samples))
         self.metrics.duplicates_dropped.inc(outcome.duplicates)
         if events:
-            oldest = min(e.ts for e in events).timestamp()
-            self.metrics.lag_seconds.set(max(0.0, time.time() - oldest))
+            oldest_ms = min(part.ts_min for part in parts)
+            self.metrics.lag_seconds.set(max(0.0, time.time() - oldest_ms / 1000))
 
     async def _stored(self, to_check: Sequence[Pending]) -> tuple[set[str], set[tuple[str, int]]]:
         stored_events: set[str] = set()
         stored_samples: set[tuple[str, int]] = set()
-        with_events = [p for p in to_check if p.events]
+        with_events = [p.events for p in to_check if p.events is not None and len(p.events)]
         if with_events:
-            times = [epoch_ms(e) for p in with_events for e in p.events]
             stored_events = await self.store.stored_event_ids(
-                [p.batch_id for p in with_events], min(times), max(times)
+                [p.batch_id for p in to_check if p.events is not None and len(p.events)],
+                min(rows.ts_min for rows in with_events),
+                max(rows.ts_max for rows in with_events),
             )
             self.metrics.dedup_lookups.inc()
         with_samples = [p.sample for p in to_check if p.sample is not None]

@@ -41,9 +41,9 @@ async def test_read_only_analyst_queries_views_and_cannot_write(
         frame = analyst.query_df("SELECT status_class, count() AS n FROM requests GROUP BY 1")
         assert frame["n"].sum() == 1_000
 
-        with pytest.raises(DatabaseError, match="164|READONLY|readonly"):
+        with pytest.raises(DatabaseError, match=r"164|READONLY|readonly"):
             analyst.command(f"INSERT INTO {ch_database}.request_events (event_id) VALUES ('x')")
-        with pytest.raises(DatabaseError, match="164|READONLY|readonly"):
+        with pytest.raises(DatabaseError, match=r"164|READONLY|readonly"):
             analyst.command(f"CREATE TABLE {ch_database}.mine (x UInt8) ENGINE = Memory")
         with pytest.raises(DatabaseError):
             analyst.command(f"DROP TABLE {ch_database}.request_events")

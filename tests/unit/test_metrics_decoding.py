@@ -10,8 +10,10 @@ from metrics_consumer.decoding import (
     EVENT_COLUMNS,
     SAMPLE_COLUMNS,
     DecodeError,
+    concat_rows,
     decode,
     event_columns,
+    event_rows,
     sample_columns,
 )
 from schemas.messages import RequestEvent, RequestEventBatch, WorkerSample, dump
@@ -83,3 +85,12 @@ def test_sample_columns_follow_the_column_list() -> None:
     )
     named = dict(zip(SAMPLE_COLUMNS, sample_columns([sample]), strict=True))
     assert named["loaded_models"] == [["m"]] and named["model_memory_mb"] == [{"m": 1.0}]
+
+
+def test_rows_of_several_messages_concatenate_into_one_insert_block() -> None:
+    first = event_rows([event(), event(event_id="e2")], "b1")
+    second = event_rows([event(event_id="e3")], "b2").select([True])
+    block = concat_rows([first.select([False, True]), second])
+    named = dict(zip(EVENT_COLUMNS, block, strict=True))
+    assert named["event_id"] == ["e2", "e3"] and named["batch_id"] == ["b1", "b2"]
+    assert first.ts_min == first.ts_max == int(TS.timestamp() * 1000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from metrics_consumer.decoding import EVENT_COLUMNS
+from metrics_consumer.decoding import EVENT_COLUMNS, event_rows
 from metrics_consumer.metrics import ConsumerMetrics
 from metrics_consumer.writer import BatchWriter, Pending, RecentBatches
 from schemas.messages import RequestEvent, WorkerSample
@@ -49,7 +49,12 @@ def pending(batch_id: str, ids: list[str], redelivered: bool = False) -> Pending
         RequestEvent(event_id=i, ts=T0 + timedelta(seconds=n), api_id="a", status_code=200)
         for n, i in enumerate(ids)
     ]
-    return Pending(message=None, batch_id=batch_id, events=events, redelivered=redelivered)
+    return Pending(
+        delivery=None,
+        batch_id=batch_id,
+        events=event_rows(events, batch_id),
+        redelivered=redelivered,
+    )
 
 
 def writer(store: MemoryStore, warmup_s: float = 0.0) -> BatchWriter:
@@ -105,8 +110,8 @@ async def test_worker_samples_are_deduplicated_by_worker_and_time() -> None:
     store = MemoryStore()
     w = writer(store)
     sample = WorkerSample(worker_id="w", cpu_percent=1, rss_mb=2, ts=T0)
-    await w.write([Pending(message=None, batch_id="s1", sample=sample)])
-    await w.write([Pending(message=None, batch_id="s1-copy", sample=sample, redelivered=True)])
+    await w.write([Pending(delivery=None, batch_id="s1", sample=sample)])
+    await w.write([Pending(delivery=None, batch_id="s1-copy", sample=sample, redelivered=True)])
     assert len(store.samples) == 1
 
 
