@@ -21,7 +21,10 @@ from infra.clickhouse_server.engine import Engine
 from infra.clickhouse_server.protocol import (
     NOT_IMPLEMENTED,
     STD_EXCEPTION,
+    BlockEncoder,
+    ChainedCodec,
     ClickHouseError,
+    Encoder,
     choose_response_encoding,
     classify_params,
     content_type,
@@ -110,12 +113,6 @@ async def query(request: web.Request) -> web.StreamResponse:
             items += await _form_fields(request)
         headers = {key.lower(): value for key, value in request.headers.items()}
         params = classify_params(items, headers)
-        if truthy(params.reserved.get("compress")) or truthy(params.reserved.get("decompress")):
-            raise ClickHouseError.build(
-                NOT_IMPLEMENTED,
-                "ClickHouse's internal block compression (compress/decompress=1) is not supported "
-                "by the embedded server; use Content-Encoding / Accept-Encoding",
-            )
         user = service.authenticate(credentials_from(headers, dict(request.query)))
         body = (
             request.content.iter_chunked(_READ_CHUNK)
@@ -143,7 +140,7 @@ async def query(request: web.Request) -> web.StreamResponse:
         if params.enable_http_compression
         else None
     )
-    return await _send(request, reply, encoding)
+    return await _send(request, reply, encoding, truthy(params.reserved.get("compress")))
 
 
 async def _empty() -> AsyncIterator[bytes]:
@@ -151,7 +148,9 @@ async def _empty() -> AsyncIterator[bytes]:
     yield b""  # pragma: no cover
 
 
-async def _send(request: web.Request, reply: Reply, encoding: str | None) -> web.StreamResponse:
+async def _send(
+    request: web.Request, reply: Reply, encoding: str | None, internal_compression: bool
+) -> web.StreamResponse:
     engine = request.app[engine_key]
     headers = _base_headers(request)
     headers["X-ClickHouse-Query-Id"] = reply.query_id
@@ -160,9 +159,11 @@ async def _send(request: web.Request, reply: Reply, encoding: str | None) -> web
     headers["X-ClickHouse-Timezone"] = engine.timezone
     headers["X-ClickHouse-Summary"] = json.dumps(reply.summary, separators=(",", ":"))
     headers["Content-Type"] = content_type(reply.format)
-    encoder = response_encoder(encoding) if encoding else None
+    encoder: Encoder | None = response_encoder(encoding) if encoding else None
     if encoding:
         headers["Content-Encoding"] = encoding
+    if internal_compression:  # ClickHouse's own blocks inside any HTTP compression
+        encoder = ChainedCodec(BlockEncoder(), encoder) if encoder else BlockEncoder()
     if reply.rest is None:
         body = reply.body
         if encoder is not None:
@@ -192,15 +193,15 @@ async def _send(request: web.Request, reply: Reply, encoding: str | None) -> web
 
 
 async def _write(
-    response: web.StreamResponse, engine: Engine, encoder: object, data: bytes
+    response: web.StreamResponse, engine: Engine, encoder: Encoder | None, data: bytes
 ) -> None:
     if not data:
         return
     if encoder is not None:
         if len(data) >= _OFFLOAD_BYTES:
-            data = await engine.run(encoder.feed, data)  # type: ignore[attr-defined]
+            data = await engine.run(encoder.feed, data)
         else:
-            data = encoder.feed(data)  # type: ignore[attr-defined]
+            data = encoder.feed(data)
     if data:
         await response.write(data)
 

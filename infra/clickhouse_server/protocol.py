@@ -7,13 +7,16 @@ Nothing here does I/O, so each rule (which URL parameters are settings, where th
 from __future__ import annotations
 
 import re
+import struct
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import lz4.block
 import lz4.frame
 import zstandard
+from clickhouse_cityhash.cityhash import CityHash128
 
 # URL parameters ClickHouse's HTTP handler consumes itself (never settings).
 RESERVED_PARAMS = frozenset(
@@ -571,3 +574,97 @@ def response_encoder(encoding: str) -> Encoder:
     if encoding == "zstd":
         return _ZstdEncoder()
     return _ZlibEncoder(gzip=encoding == "gzip")
+
+
+# --- ClickHouse's internal compression (``compress=1`` / ``decompress=1``) ---------------------
+# Blocks of: CityHash128 (v1.0.2) of the rest, method byte, compressed size (with the 9-byte
+# header) and uncompressed size as little-endian UInt32, then the compressed bytes. JDBC-based
+# tools (DBeaver, Metabase) use it by default.
+
+_BLOCK_HEADER = struct.Struct("<BII")
+_METHOD_NONE, _METHOD_LZ4, _METHOD_ZSTD = 0x02, 0x82, 0x90
+_MAX_BLOCK = 1 << 20
+CHECKSUM_DOESNT_MATCH = 40
+UNKNOWN_COMPRESSION_METHOD = 89
+_NAMES[CHECKSUM_DOESNT_MATCH] = "CHECKSUM_DOESNT_MATCH"
+_NAMES[UNKNOWN_COMPRESSION_METHOD] = "UNKNOWN_COMPRESSION_METHOD"
+
+
+def _block_checksum(block: bytes) -> bytes:
+    value: int = CityHash128(block)
+    return (value >> 64).to_bytes(8, "little") + (value & ((1 << 64) - 1)).to_bytes(8, "little")
+
+
+def compress_blocks(data: bytes) -> bytes:
+    """``data`` in ClickHouse's compressed-block format (LZ4), at most 1 MiB per block."""
+    out = bytearray()
+    for start in range(0, len(data), _MAX_BLOCK):
+        raw = data[start : start + _MAX_BLOCK]
+        packed = lz4.block.compress(raw, store_size=False)
+        block = _BLOCK_HEADER.pack(_METHOD_LZ4, len(packed) + _BLOCK_HEADER.size, len(raw)) + packed
+        out += _block_checksum(block) + block
+    return bytes(out)
+
+
+class BlockEncoder:
+    """Response encoder for ``compress=1``."""
+
+    def feed(self, data: bytes) -> bytes:
+        return compress_blocks(data)
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class BlockDecoder:
+    """Request decoder for ``decompress=1``: checks each block's checksum, then decompresses."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> bytes:
+        self.buffer += data
+        out = bytearray()
+        while len(self.buffer) >= 16 + _BLOCK_HEADER.size:
+            method, size, raw_size = _BLOCK_HEADER.unpack_from(self.buffer, 16)
+            if len(self.buffer) < 16 + size:
+                break
+            block = bytes(self.buffer[16 : 16 + size])
+            if _block_checksum(block) != bytes(self.buffer[:16]):
+                raise ClickHouseError.build(
+                    CHECKSUM_DOESNT_MATCH, "Checksum doesn't match: corrupted data"
+                )
+            del self.buffer[: 16 + size]
+            payload = block[_BLOCK_HEADER.size :]
+            if method == _METHOD_LZ4:
+                out += lz4.block.decompress(payload, uncompressed_size=raw_size)
+            elif method == _METHOD_ZSTD:
+                out += zstandard.ZstdDecompressor().decompress(payload, max_output_size=raw_size)
+            elif method == _METHOD_NONE:
+                out += payload
+            else:
+                raise ClickHouseError.build(
+                    UNKNOWN_COMPRESSION_METHOD, f"Unknown compression method: {method:#x}"
+                )
+        return bytes(out)
+
+    def finish(self) -> bytes:
+        if self.buffer:
+            raise ClickHouseError.build(
+                CANNOT_DECOMPRESS, "Request body ends inside a compressed block"
+            )
+        return b""
+
+
+class ChainedCodec:
+    """Two codecs applied one after the other (internal compression inside HTTP compression)."""
+
+    def __init__(self, first: Encoder | Decoder, second: Encoder | Decoder) -> None:
+        self.first = first
+        self.second = second
+
+    def feed(self, data: bytes) -> bytes:
+        return self.second.feed(self.first.feed(data))
+
+    def finish(self) -> bytes:
+        return self.second.feed(self.first.finish()) + self.second.finish()

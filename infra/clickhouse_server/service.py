@@ -24,7 +24,10 @@ from infra.clickhouse_server.protocol import (
     READONLY,
     STREAMABLE_FORMATS,
     SYNTAX_ERROR,
+    BlockDecoder,
+    ChainedCodec,
     ClickHouseError,
+    Decoder,
     RequestParams,
     first_keyword,
     output_format,
@@ -32,6 +35,7 @@ from infra.clickhouse_server.protocol import (
     request_decoder,
     split_insert,
     strip_statement,
+    truthy,
 )
 from infra.clickhouse_server.settings import ClickHouseUser
 
@@ -108,10 +112,16 @@ class BodyReader:
     """Decompresses a request body chunk by chunk, enforcing the size limit."""
 
     def __init__(
-        self, chunks: AsyncIterator[bytes], content_encoding: str | None, limit: int
+        self,
+        chunks: AsyncIterator[bytes],
+        content_encoding: str | None,
+        limit: int,
+        internal_compression: bool = False,
     ) -> None:
         self.chunks = chunks
-        self.decoder = request_decoder(content_encoding)
+        self.decoder: Decoder = request_decoder(content_encoding)
+        if internal_compression:
+            self.decoder = ChainedCodec(self.decoder, BlockDecoder())
         self.limit = limit
         self.total = 0
 
@@ -119,6 +129,8 @@ class BodyReader:
         async for raw in self.chunks:
             try:
                 data = self.decoder.feed(raw)
+            except ClickHouseError:
+                raise
             except Exception as exc:  # the codecs raise their own error types
                 raise ClickHouseError.build(
                     CANNOT_DECOMPRESS, f"Cannot decompress the request body: {exc}"
@@ -205,7 +217,12 @@ class QueryService:
         query_id = params.query_id or str(uuid.uuid4())
         level = self.readonly_level(user, method, params)
         database = params.database or "default"
-        reader = BodyReader(body, content_encoding, self.max_body_bytes).__aiter__()
+        reader = BodyReader(
+            body,
+            content_encoding,
+            self.max_body_bytes,
+            internal_compression=truthy(params.reserved.get("decompress")),
+        ).__aiter__()
 
         prefix = (params.query + "\n").encode() if params.query else b""
         head = bytearray(prefix)

@@ -20,6 +20,7 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from infra.clickhouse import create_async_client, create_client
+from infra.clickhouse_server.protocol import BlockDecoder, compress_blocks
 from tests.services import EmbeddedClickHouse
 
 pytestmark = pytest.mark.integration
@@ -200,6 +201,30 @@ def test_query_split_between_url_and_gzip_body_runs_as_one(clickhouse_server: st
         clickhouse_server, "SELECT 40 +", gzip.compress(b"2"), {"Content-Encoding": "gzip"}
     )
     assert (status, body) == (200, b"42\n")
+
+
+def test_clickhouse_internal_block_compression_both_ways(clickhouse_server: str, client) -> None:
+    """``decompress=1`` bodies and ``compress=1`` results (JDBC tools' default) work."""
+    client.command("CREATE TABLE blocks (x UInt32) ENGINE = MergeTree ORDER BY x")
+    rows = b"".join(b"%d\n" % i for i in range(5000))
+    status, _, _ = _http(
+        clickhouse_server,
+        f"INSERT INTO {client.database}.blocks FORMAT TSV",
+        compress_blocks(rows),
+        params={"decompress": "1"},
+    )
+    assert status == 200
+    status, _, body = _http(
+        clickhouse_server,
+        f"SELECT x FROM {client.database}.blocks ORDER BY x",
+        params={"compress": "1"},
+    )
+    decoder = BlockDecoder()
+    assert (status, decoder.feed(body) + decoder.finish()) == (200, rows)
+    corrupted = bytearray(compress_blocks(b"SELECT 1"))
+    corrupted[0] ^= 0xFF
+    status, headers, _ = _http(clickhouse_server, "", bytes(corrupted), params={"decompress": "1"})
+    assert headers["X-ClickHouse-Exception-Code"] == "40"
 
 
 def test_read_only_user_reads_but_cannot_insert_or_create(clickhouse_server: str, client) -> None:

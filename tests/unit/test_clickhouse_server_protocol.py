@@ -14,10 +14,12 @@ import zstandard
 from infra.clickhouse import parse_url
 from infra.clickhouse_server.engine import Engine
 from infra.clickhouse_server.protocol import (
+    BlockDecoder,
     ClickHouseError,
     RequestParams,
     choose_response_encoding,
     classify_params,
+    compress_blocks,
     output_format,
     request_decoder,
     response_encoder,
@@ -220,3 +222,17 @@ def test_requests_may_only_make_the_readonly_level_stricter() -> None:
         with pytest.raises(ClickHouseError) as refused:
             service.readonly_level(user, method, RequestParams(settings={"readonly": level}))
         assert refused.value.code == 164
+
+
+# A compressed block written by ClickHouse itself (a MergeTree part holding UInt8 1, 2, 3).
+CLICKHOUSE_BLOCK = bytes.fromhex("d9a2a5fb6cd40dad7f5693f08062f052820d0000000300000030010203")
+
+
+def test_internal_compression_matches_clickhouse_blocks() -> None:
+    decoder = BlockDecoder()
+    assert decoder.feed(CLICKHOUSE_BLOCK[:10]) == b""
+    assert decoder.feed(CLICKHOUSE_BLOCK[10:]) == b"\x01\x02\x03"
+    assert compress_blocks(b"\x01\x02\x03") == CLICKHOUSE_BLOCK
+    big = bytes(range(256)) * 10_000
+    decoder = BlockDecoder()
+    assert decoder.feed(compress_blocks(big)) + decoder.finish() == big
