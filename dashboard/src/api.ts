@@ -142,7 +142,17 @@ export interface ListFilters {
   order?: 'asc' | 'desc'
 }
 
+let algorithmsPromise: Promise<Items<Algorithm>> | null = null
+
 export const api = {
+  /** The algorithm catalogue rarely changes: fetched once per page load. */
+  algorithmsCached: () => {
+    algorithmsPromise ??= request<Items<Algorithm>>('/api/algorithms').catch((err: unknown) => {
+      algorithmsPromise = null
+      throw err
+    })
+    return algorithmsPromise
+  },
   login: (username: string, password: string) =>
     request<TokenResponse>('/api/auth/token', { json: { username, password }, anonymous: true }),
   me: () => request<User>('/api/users/me'),

@@ -105,7 +105,7 @@ const fr = {
   'result.classes': 'Classes',
   'result.params': 'Paramètres',
   'result.features': 'Variables d’entrée ({count})',
-  'metric.accuracy': 'Exactitude (accuracy)',
+  'metric.accuracy': 'Exactitude',
   'metric.f1': 'Score F1',
   'metric.roc_auc': 'ROC AUC',
   'metric.r2': 'R²',

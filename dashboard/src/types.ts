@@ -29,10 +29,10 @@ export interface Dataset {
 export interface AlgorithmParam {
   name: string
   type: 'int' | 'float' | 'choice'
-  default: number | string | null
+  default: number | string | boolean | null
   min?: number | null
   max?: number | null
-  choices?: Array<string | number> | null
+  choices?: Array<string | number | boolean> | null
   description?: string
 }
 

@@ -3,6 +3,7 @@ import { api } from '../api'
 import { useAsync } from '../hooks'
 import { useI18n } from '../i18n'
 import type { TranslationKey } from '../i18n'
+import { CodeBlock } from './CodeBlock'
 import { CopyButton } from './CopyButton'
 import { ErrorState, Skeleton } from './Feedback'
 
@@ -15,21 +16,6 @@ const ERROR_TEXT: Record<string, TranslationKey> = {
   PAYLOAD_TOO_LARGE: 'docs.err413',
   RATE_LIMITED: 'docs.err429',
   TIMEOUT: 'docs.err504',
-}
-
-function CodeBlock({ code, label, testId }: { code: string; label: string; testId: string }) {
-  const { t } = useI18n()
-  return (
-    <figure className="code-block" data-testid={testId}>
-      <figcaption className="row-between">
-        <span className="h-small">{label}</span>
-        <CopyButton text={code} small testId={`copy-${testId}`} label={t('common.copy')} />
-      </figcaption>
-      <pre className="mono" tabIndex={0}>
-        <code>{code}</code>
-      </pre>
-    </figure>
-  )
 }
 
 export function APIDocumentation({ apiId, keyPrefix }: { apiId: string; keyPrefix?: string }) {
@@ -94,7 +80,7 @@ export function APIDocumentation({ apiId, keyPrefix }: { apiId: string; keyPrefi
                     <span className="tag">{f.type}</span> <span className="muted small">{typeLabel[f.type] ?? ''}</span>
                   </td>
                   <td>{f.required ? t('common.yes') : t('common.no')}</td>
-                  <td className="small">{f.categories ? f.categories.join(', ') : (f.description ?? '—')}</td>
+                  <td className="small">{f.categories ? f.categories.join(', ') : '—'}</td>
                 </tr>
               ))}
             </tbody>

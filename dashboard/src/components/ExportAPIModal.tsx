@@ -2,6 +2,7 @@
 import { useI18n } from '../i18n'
 import { Link } from '../router'
 import type { ExportResponse } from '../types'
+import { CodeBlock } from './CodeBlock'
 import { CopyButton } from './CopyButton'
 import { KeyReveal } from './KeyReveal'
 import { Modal } from './Modal'
@@ -41,12 +42,8 @@ export function ExportAPIModal({ result, onClose }: { result: ExportResponse; on
         </div>
       </label>
       <KeyReveal apiKey={apiKey} testId="export-api-key" />
-      <h3 className="h-small">{t('export.howTo')}</h3>
-      <p className="muted">{t('export.howToText')}</p>
-      <div className="code-block">
-        <pre className="mono">{curl}</pre>
-        <CopyButton text={curl} small testId="copy-export-curl" />
-      </div>
+      <p className="muted small">{t('export.howToText')}</p>
+      <CodeBlock code={curl} label={t('export.howTo')} testId="export-curl" />
     </Modal>
   )
 }

@@ -2,6 +2,7 @@
 import { useState } from 'react'
 import { api } from '../api'
 import { fmtDate, fmtNum } from '../format'
+import { useAsync } from '../hooks'
 import { useI18n } from '../i18n'
 import type { ExportResponse, Model, ModelVersion } from '../types'
 import { ExportAPIModal } from './ExportAPIModal'
@@ -14,6 +15,8 @@ export function Step4Result({ model, version, onExported }: { model: Model; vers
   const [exporting, setExporting] = useState(false)
   const [error, setError] = useState<string | null>(null)
   const [result, setResult] = useState<ExportResponse | null>(null)
+  const algorithms = useAsync(() => api.algorithmsCached(), [])
+  const algorithmLabel = algorithms.data?.items.find((a) => a.name === version.algorithm)?.label ?? version.algorithm
 
   const rank = (key: string) => {
     const i = METRIC_ORDER.indexOf(key)
@@ -55,7 +58,7 @@ export function Step4Result({ model, version, onExported }: { model: Model; vers
             {model.name} <span className="muted">v{version.number}</span>
           </h2>
           <p className="muted">
-            {t('result.trainedWith', { algorithm: version.algorithm })} · {fmtDate(lang, version.created_at)}
+            {t('result.trainedWith', { algorithm: algorithmLabel })} · {fmtDate(lang, version.created_at)}
           </p>
         </div>
         <button
