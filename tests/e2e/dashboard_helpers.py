@@ -1,4 +1,4 @@
-"""Browser plumbing for the dashboard test: Debian's chromium, screenshots at two widths, HTTP calls.
+"""Browser plumbing for the dashboard test: Debian's chromium, screenshots, HTTP calls.
 
 Playwright drives the system `chromium` (installed by the set-up); no browser is ever downloaded.
 """
@@ -64,7 +64,7 @@ def chromium_browser() -> Iterator[Browser]:
 
 
 class Screenshots:
-    """Saves each page at desktop (1280×800) and phone (390×844) width."""
+    """Saves each page at desktop (1280x800) and phone (390x844) width."""
 
     def __init__(self, page: Page, directory: Path = SCREENSHOTS) -> None:
         self.page = page

@@ -36,6 +36,10 @@ def tid(page: Page, test_id: str) -> Any:
     return page.get_by_test_id(test_id)
 
 
+def call(api_url: str, features: dict[str, Any], api_key: str) -> int:
+    return http_json("POST", api_url, features, {"X-API-Key": api_key})[0]
+
+
 def log_in(page: Page, base: str, username: str, password: str, shots: Screenshots) -> None:
     page.goto(base + "/")
     expect(page).to_have_url(re.compile(r"/login"))
@@ -182,7 +186,7 @@ def test_user_trains_exports_calls_monitors_deactivates_and_deletes_an_api_in_th
             )
             wait_until(
                 "the deactivated API to answer 403",
-                lambda: http_json("POST", api_url, features, {"X-API-Key": api_key})[0] == 403,
+                lambda: call(api_url, features, api_key) == 403,
                 timeout_s=15,
             )
 
