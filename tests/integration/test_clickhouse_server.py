@@ -81,8 +81,11 @@ def _columns(n: int) -> list:
 
 def test_sync_client_inserts_100k_rows_and_reads_count_quantiles_and_dataframe(client) -> None:
     _create_values_table(client)
-    client.insert("vals", _columns(ROWS), column_names=["id", "x", "tag"], column_oriented=True)
+    summary = client.insert(
+        "vals", _columns(ROWS), column_names=["id", "x", "tag"], column_oriented=True
+    )
 
+    assert summary.written_rows == ROWS
     assert client.query("SELECT count() FROM vals").result_rows == [(ROWS,)]
     (quantiles,) = client.query("SELECT quantiles(0.5, 0.99)(x) FROM vals").result_rows[0]
     assert quantiles[0] == pytest.approx(ROWS / 2, rel=0.03)

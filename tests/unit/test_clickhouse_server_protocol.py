@@ -25,7 +25,7 @@ from infra.clickhouse_server.protocol import (
     response_encoder,
     split_insert,
 )
-from infra.clickhouse_server.service import Credentials, QueryService, credentials_from
+from infra.clickhouse_server.service import BodyReader, Credentials, QueryService, credentials_from
 from infra.clickhouse_server.settings import ClickHouseUser
 from infra.migrate import split_statements, substitute
 
@@ -236,3 +236,14 @@ def test_internal_compression_matches_clickhouse_blocks() -> None:
     big = bytes(range(256)) * 10_000
     decoder = BlockDecoder()
     assert decoder.feed(compress_blocks(big)) + decoder.finish() == big
+
+
+async def test_request_bodies_over_the_limit_are_refused_after_decompression() -> None:
+    async def body():
+        yield gzip.compress(b"x" * 5000)
+
+    reader = BodyReader(body(), "gzip", limit=4096)
+    with pytest.raises(ClickHouseError) as refused:
+        async for _ in reader:
+            pass
+    assert (refused.value.code, refused.value.http_status) == (202, 413)
