@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,11 +32,13 @@ from typing import Any, TypeVar
 
 from chdb.state.sqlitelike import Connection, StreamingInserter
 
-from infra.clickhouse_server.protocol import ClickHouseError, first_keyword
+from infra.clickhouse_server.protocol import UNKNOWN_SETTING, ClickHouseError, first_keyword
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 # Statements that change per-connection state; the connection is dropped after running one.
 _STATEFUL_KEYWORDS = frozenset({"SET", "USE"})
@@ -107,6 +110,9 @@ class EngineConnection:
 
     def prepare(self, database: str, settings: dict[str, str]) -> None:
         """Bring the connection to the request's database and exactly its settings."""
+        for name in settings:
+            if not _SETTING_NAME.fullmatch(name):  # names go into SQL text: identifiers only
+                raise ClickHouseError.build(UNKNOWN_SETTING, f"Unknown setting '{name}'")
         try:
             if database != self.database:
                 self.database = None

@@ -277,6 +277,12 @@ def test_request_settings_and_session_statements_do_not_leak_to_later_requests(c
         assert client.query("SELECT currentDatabase()").result_rows == [(client.database,)]
 
 
+def test_unknown_or_malformed_setting_names_are_refused(clickhouse_server: str) -> None:
+    for name in ("no_such_setting", "max_threads = 1, readonly"):
+        status, headers, _ = _http(clickhouse_server, "SELECT 1", b" ", params={name: "0"})
+        assert (status, headers["X-ClickHouse-Exception-Code"]) == (404, "115"), name
+
+
 def test_concurrent_queries_run_in_parallel(clickhouse_server: str) -> None:
     """Two heavy queries sent together execute at the same time: their windows, as measured
     by the engine itself (nowInBlock64), overlap. A server serialising queries fails this."""
