@@ -138,17 +138,43 @@ GROUP BY api_id
 
 
 def summaries_recent_sql(database: str) -> str:
-    """Requests per API in the last 24 h and 7 d, to the minute, from the minute rollup."""
+    """Requests per API in the last 24 h and 7 d, exact to the minute yet cheap: whole hours
+    from the hourly rollup, the partial hour at each window's start from the minute rollup."""
     db = check_database(database)
     return f"""
-SELECT
-    api_id,
-    sumIf(requests, bucket >= {{since_24h:DateTime}}) AS last_24h,
-    sum(requests) AS last_7d
-FROM {db}.request_stats_1m
-WHERE api_id IN {{api_ids:Array(String)}} AND bucket >= {{since_7d:DateTime}}
+SELECT api_id, sum(n_24h) AS last_24h, sum(n_7d) AS last_7d
+FROM (
+    SELECT api_id,
+        if(bucket >= toDateTime({{hour_24h:UInt32}}, 'UTC'), requests, 0) AS n_24h,
+        requests AS n_7d
+    FROM {db}.request_stats_1h
+    WHERE api_id IN {{api_ids:Array(String)}}
+      AND bucket >= toDateTime({{hour_7d:UInt32}}, 'UTC')
+    UNION ALL
+    SELECT api_id,
+        if(bucket >= toDateTime({{since_24h:UInt32}}, 'UTC')
+           AND bucket < toDateTime({{hour_24h:UInt32}}, 'UTC'), requests, 0) AS n_24h,
+        if(bucket < toDateTime({{hour_7d:UInt32}}, 'UTC'), requests, 0) AS n_7d
+    FROM {db}.request_stats_1m
+    WHERE api_id IN {{api_ids:Array(String)}}
+      AND ((bucket >= toDateTime({{since_7d:UInt32}}, 'UTC')
+            AND bucket < toDateTime({{hour_7d:UInt32}}, 'UTC'))
+        OR (bucket >= toDateTime({{since_24h:UInt32}}, 'UTC')
+            AND bucket < toDateTime({{hour_24h:UInt32}}, 'UTC')))
+)
 GROUP BY api_id
 """
+
+
+def recent_window_params(now: datetime) -> dict[str, int]:
+    """Window starts (to the minute) and the first whole hour after each, in epoch seconds."""
+    params: dict[str, int] = {}
+    for name, days in (("24h", 1), ("7d", 7)):
+        since = int((now - timedelta(days=days)).timestamp())
+        since -= since % 60
+        params[f"since_{name}"] = since
+        params[f"hour_{name}"] = since + (-since) % 3600
+    return params
 
 
 def range_stats_sql(database: str, range_: str) -> str:
@@ -165,7 +191,7 @@ SELECT
     quantilesTDigestMerge({QUANTILES})(latency_quantiles) AS q,
     sumMap(latency_histogram) AS histogram
 FROM {db}.{table}
-WHERE api_id = {{api_id:String}} AND bucket >= {{since:DateTime}}
+WHERE api_id = {{api_id:String}} AND bucket >= toDateTime({{since:UInt32}}, 'UTC')
 """
 
 
@@ -179,9 +205,12 @@ SELECT
     sum(cpu_ms) / ({{step:UInt32}} * 1000) * 100 AS cpu_percent,
     max(worker_rss_max_mb) AS rss_max_mb
 FROM {db}.{table}
-WHERE api_id = {{api_id:String}} AND bucket >= {{start:DateTime}} AND bucket < {{end:DateTime}}
+WHERE api_id = {{api_id:String}}
+  AND bucket >= toDateTime({{start:UInt32}}, 'UTC') AND bucket < toDateTime({{end:UInt32}}, 'UTC')
 GROUP BY t
-ORDER BY t WITH FILL FROM {{start:DateTime}} TO {{end:DateTime}} STEP {{step:UInt32}}
+ORDER BY t WITH FILL
+    FROM toDateTime({{start:UInt32}}, 'UTC') TO toDateTime({{end:UInt32}}, 'UTC')
+    STEP {{step:UInt32}}
 """
 
 
@@ -197,7 +226,8 @@ SELECT
     max(ts) AS last_seen,
     max(rss_mb) AS peak_rss_mb
 FROM {db}.worker_samples
-WHERE ts >= {{since:DateTime64(3)}} AND hasAny(loaded_models, {{models:Array(String)}})
+WHERE ts >= fromUnixTimestamp64Milli({{since_ms:Int64}}, 'UTC')
+  AND hasAny(loaded_models, {{models:Array(String)}})
 GROUP BY worker_id
 ORDER BY worker_id
 """
@@ -219,9 +249,12 @@ SELECT
     quantilesTDigestMerge({QUANTILES})(latency_quantiles) AS q,
     sum(cpu_ms) AS cpu
 FROM {db}.{table}
-WHERE {where} AND bucket >= {{start:DateTime}} AND bucket < {{end:DateTime}}
+WHERE {where}
+  AND bucket >= toDateTime({{start:UInt32}}, 'UTC') AND bucket < toDateTime({{end:UInt32}}, 'UTC')
 GROUP BY t
-ORDER BY t WITH FILL FROM {{start:DateTime}} TO {{end:DateTime}} STEP {{step:UInt32}}
+ORDER BY t WITH FILL
+    FROM toDateTime({{start:UInt32}}, 'UTC') TO toDateTime({{end:UInt32}}, 'UTC')
+    STEP {{step:UInt32}}
 """
 
 
@@ -251,7 +284,7 @@ def slowest_requests_sql(database: str) -> str:
     return f"""
 SELECT {RECORD_COLUMNS}
 FROM {db}.request_events
-WHERE api_id = {{api_id:String}} AND ts >= {{since:DateTime64(3)}}
+WHERE api_id = {{api_id:String}} AND ts >= fromUnixTimestamp64Milli({{since_ms:Int64}}, 'UTC')
 ORDER BY total_ms DESC, ts DESC
 LIMIT {{limit:UInt32}}
 """
@@ -318,9 +351,14 @@ def rate(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
-def _naive_utc(value: datetime) -> datetime:
-    """DateTime parameters are sent as text; give them in UTC so the server's zone is moot."""
-    return value.astimezone(UTC).replace(tzinfo=None)
+def _epoch(value: datetime) -> int:
+    """Times travel as epoch numbers (converted in SQL with 'UTC'), so no time zone of client or
+    server can shift them."""
+    return int(value.timestamp())
+
+
+def _epoch_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,11 +391,7 @@ class MonitoringQueries:
             self._rows(summaries_totals_sql(self.database), {"api_ids": ids}),
             self._rows(
                 summaries_recent_sql(self.database),
-                {
-                    "api_ids": ids,
-                    "since_24h": _naive_utc(now - timedelta(days=1)),
-                    "since_7d": _naive_utc(now - timedelta(days=7)),
-                },
+                {"api_ids": ids, **recent_window_params(now)},
             ),
         )
         recent_by_id = {row[0]: (int(row[1]), int(row[2])) for row in recent}
@@ -395,11 +429,10 @@ SELECT
     (SELECT quantilesTDigestMerge({QUANTILES})(latency_quantiles) FROM {db}.request_stats_1h
         WHERE api_id IN {{api_ids:Array(String)}}),
     (SELECT sum(requests) FROM {db}.request_stats_1m
-        WHERE api_id IN {{api_ids:Array(String)}} AND bucket >= {{since_24h:DateTime}})
+        WHERE api_id IN {{api_ids:Array(String)}}
+          AND bucket >= toDateTime({{since_24h:UInt32}}, 'UTC'))
 """
-        rows = await self._rows(
-            sql, {"api_ids": ids, "since_24h": _naive_utc(now - timedelta(days=1))}
-        )
+        rows = await self._rows(sql, {"api_ids": ids, "since_24h": _epoch(now - timedelta(days=1))})
         total, ok, latency_sum, q, last_24h = rows[0]
         total = int(total or 0)
         return Overview(
@@ -421,7 +454,7 @@ SELECT
             self.summaries([api_id]),
             self._rows(
                 range_stats_sql(self.database, range_),
-                {"api_id": api_id, "since": _naive_utc(since)},
+                {"api_id": api_id, "since": _epoch(since)},
             ),
             self.slowest_requests(api_id, range_, 10),
             self.resources(api_id, range_, model_versions),
@@ -465,8 +498,8 @@ SELECT
         window = bucket_window(self._now(), range_, bucket)
         params: dict[str, Any] = {
             "step": window.step_seconds,
-            "start": _naive_utc(window.start),
-            "end": _naive_utc(window.end),
+            "start": _epoch(window.start),
+            "end": _epoch(window.end),
         }
         if api_id is None:
             params["api_ids"] = list(api_ids or [])
@@ -520,7 +553,7 @@ SELECT
         since = self._now() - timedelta(seconds=check_range(range_))
         rows = await self._rows(
             slowest_requests_sql(self.database),
-            {"api_id": api_id, "since": _naive_utc(since), "limit": max(1, min(limit, 1000))},
+            {"api_id": api_id, "since_ms": _epoch_ms(since), "limit": max(1, min(limit, 1000))},
         )
         return [record_from_row(row) for row in rows]
 
@@ -538,14 +571,14 @@ SELECT
                 {
                     "api_id": api_id,
                     "step": window.step_seconds,
-                    "start": _naive_utc(window.start),
-                    "end": _naive_utc(window.end),
+                    "start": _epoch(window.start),
+                    "end": _epoch(window.end),
                 },
             ),
             self._rows(
                 workers_sql(self.database),
                 {
-                    "since": _naive_utc(now - timedelta(seconds=check_range(range_))),
+                    "since_ms": _epoch_ms(now - timedelta(seconds=check_range(range_))),
                     "models": list(model_versions),
                 },
             )

@@ -111,7 +111,11 @@ async def test_summaries_history_slowest_and_resources(client, ch_database: str)
     now = datetime.now(UTC)
     events = make_events(5_000, ["s1", "s2"], start=now - timedelta(hours=2), span_s=3600)
     old = make_events(1_000, ["s1"], start=now - timedelta(days=3), span_s=600, seed=21)
-    await insert(client, ch_database, events + old)
+    # Either side of the 24 h and 7 d window starts (minutes away, inside partial hours).
+    day_in = make_events(10, ["edge"], start=now - timedelta(days=1, minutes=-3), span_s=1)
+    day_out = make_events(20, ["edge"], start=now - timedelta(days=1, minutes=3), span_s=1)
+    week_out = make_events(40, ["edge"], start=now - timedelta(days=7, minutes=3), span_s=1)
+    await insert(client, ch_database, events + old + day_in + day_out + week_out)
     await EventStore(client, ch_database).insert_samples(
         sample_columns(
             [
@@ -151,6 +155,8 @@ async def test_summaries_history_slowest_and_resources(client, ch_database: str)
     assert summaries["s1"].last_request_at is not None
     assert abs(summaries["s1"].last_request_at - max(e.ts for e in s1)) < timedelta(seconds=1)
     assert summaries["unknown"].total_requests == 0 and summaries["unknown"].p95_ms == 0
+    edge = (await queries.summaries(["edge"]))["edge"]
+    assert (edge.requests_24h, edge.requests_7d, edge.total_requests) == (10, 30, 70)
 
     overview = await queries.overview(["s1", "s2"], active_apis=1)
     assert overview.total_requests == len(events) + len(old)
