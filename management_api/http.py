@@ -162,8 +162,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Every failure leaves as ``{"error": ...}``; unexpected ones are logged, never leaked."""
     request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
     request[REQUEST_ID] = request_id
+    response = await _answer(request, handler, request_id)
+    response.headers.setdefault("X-Request-Id", request_id)
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
     try:
-        response = await handler(request)
+        return await handler(request)
     except asyncio.CancelledError:
         raise
     except ServiceError as exc:
@@ -190,5 +196,3 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(
             ServiceError("internal error; quote the request id when reporting it"), request_id
         )
-    response.headers.setdefault("X-Request-Id", request_id)
-    return response

@@ -25,6 +25,7 @@ from schemas.resources import JobStatus, TrainingJob, TrainingLogs
 
 log = logging.getLogger(__name__)
 
+MAX_FINISHED_IN_MEMORY = 100
 DataLoader = Callable[[], tuple[pd.DataFrame, str]]
 
 
@@ -248,6 +249,13 @@ class TrainingJobs:
         finally:
             state.finished_at = utcnow()
             await asyncio.shield(self._persist(state))
+            self._forget_old()
+
+    def _forget_old(self) -> None:
+        """Finished jobs beyond the most recent few are served from the DB, not memory."""
+        finished = [j for j in self._jobs.values() if j.finished_at is not None]
+        for job in finished[: max(0, len(finished) - MAX_FINISHED_IN_MEMORY)]:
+            del self._jobs[job.id]
 
     async def _persist(self, state: JobState) -> None:
         try:
