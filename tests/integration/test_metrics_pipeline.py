@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import aio_pika
+import aiohttp
 import pytest
 
 from infra.topology import DeclaredTopology
@@ -43,9 +44,22 @@ async def test_200k_events_published_in_batches_are_stored_exactly_once(
         total, unique = await wait_for_count(
             clickhouse_server, ch_database, len(events), timeout=180, what="200k events"
         )
+        health, metrics = (
+            await http_get(consumer.metrics_url + "/health"),
+            await http_get(consumer.metrics_url + "/metrics"),
+        )
     finally:
         consumer.stop()
     assert (total, unique) == (len(events), len(events)), consumer.log_tail()
+    assert health[0] == 200 and '"status": "ok"' in health[1]
+    assert "modelgate_consumer_events_inserted_total 200000.0" in metrics[1]
+    assert "modelgate_consumer_duplicates_dropped_total 1500.0" in metrics[1]
+    assert "modelgate_consumer_lag_seconds" in metrics[1]
+
+
+async def http_get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
 
 
 async def test_consumer_killed_mid_stream_and_restarted_stores_every_event_once(
