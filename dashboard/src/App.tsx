@@ -26,7 +26,8 @@ export function App() {
       setUser(null)
       setLoginNotice(true)
       const here = window.location.pathname + window.location.search
-      navigate(here.startsWith('/login') ? '/login' : `/login?next=${encodeURIComponent(here)}`, { replace: true })
+      // Several calls may fail at once: only the first one records where the user was.
+      if (!here.startsWith('/login')) navigate(`/login?next=${encodeURIComponent(here)}`, { replace: true })
     })
   }, [navigate])
 

@@ -213,7 +213,7 @@ const fr = {
   'stat.last7d': '{n} sur 7 jours',
   'stat.successRate': 'Taux de succès',
   'stat.errorRate': "Taux d'erreur",
-  'stat.errors': '{e4} erreurs 4xx, {e5} erreurs 5xx',
+  'stat.errors': 'erreurs 4xx : {e4} · 5xx : {e5}',
   'stat.avg': 'Latence moyenne',
   'stat.p50': 'Latence p50',
   'stat.p95': 'Latence p95',
@@ -225,9 +225,10 @@ const fr = {
 
   'alert.warning': 'Attention',
   'alert.critical': 'Critique',
+  'alert.text': '{value}, au-dessus du seuil de {threshold}.',
 
   'chart.volume': 'Volume de requêtes',
-  'chart.latency': 'Latence (percentiles)',
+  'chart.latency': 'Latence en ms (percentiles)',
   'chart.histogram': 'Distribution des temps de réponse (ms)',
   'chart.cpu': 'CPU (%)',
   'chart.memory': 'Mémoire (Mo)',
@@ -503,7 +504,7 @@ const en: Record<TranslationKey, string> = {
   'stat.last7d': '{n} in 7 days',
   'stat.successRate': 'Success rate',
   'stat.errorRate': 'Error rate',
-  'stat.errors': '{e4} 4xx errors, {e5} 5xx errors',
+  'stat.errors': '4xx errors: {e4} · 5xx: {e5}',
   'stat.avg': 'Average latency',
   'stat.p50': 'p50 latency',
   'stat.p95': 'p95 latency',
@@ -515,9 +516,10 @@ const en: Record<TranslationKey, string> = {
 
   'alert.warning': 'Warning',
   'alert.critical': 'Critical',
+  'alert.text': '{value}, above the {threshold} threshold.',
 
   'chart.volume': 'Request volume',
-  'chart.latency': 'Latency (percentiles)',
+  'chart.latency': 'Latency in ms (percentiles)',
   'chart.histogram': 'Response time distribution (ms)',
   'chart.cpu': 'CPU (%)',
   'chart.memory': 'Memory (MB)',

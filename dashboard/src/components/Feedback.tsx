@@ -53,11 +53,13 @@ interface StatCardProps {
   hint?: string
   testId?: string
   tone?: 'default' | 'warning' | 'critical' | 'good'
+  /** Smaller value text, for values that are words rather than figures. */
+  compact?: boolean
 }
 
-export function StatCard({ label, value, hint, testId, tone = 'default' }: StatCardProps) {
+export function StatCard({ label, value, hint, testId, tone = 'default', compact = false }: StatCardProps) {
   return (
-    <div className={`stat-card stat-${tone}`} data-testid={testId}>
+    <div className={`stat-card stat-${tone} ${compact ? 'stat-compact' : ''}`} data-testid={testId}>
       <div className="stat-label">{label}</div>
       <div className="stat-value" data-testid={testId ? `${testId}-value` : undefined}>
         {value}

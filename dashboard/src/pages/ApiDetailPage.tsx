@@ -28,6 +28,7 @@ import {
   fmtInt,
   fmtMb,
   fmtMs,
+  fmtNum,
   fmtPercent,
   fmtRate,
   fmtRelative,
@@ -275,7 +276,7 @@ export function ApiDetailPage({ apiId }: { apiId: string }) {
 }
 
 function Alerts({ apiId, tick }: { apiId: string; tick: number }) {
-  const { t } = useI18n()
+  const { t, lang } = useI18n()
   const alerts = useAsync(() => api.alerts(apiId), [apiId])
   useEffect(() => {
     if (tick > 0) alerts.reload(true)
@@ -289,6 +290,14 @@ function Alerts({ apiId, tick }: { apiId: string; tick: number }) {
     error_rate: t('stat.errorRate'),
     p95_ms: t('stat.p95'),
   }
+  const fmtValue = (metric: string, v: number) =>
+    metric === 'cpu_percent'
+      ? fmtPercent(lang, v)
+      : metric === 'memory_mb'
+        ? fmtMb(lang, v)
+        : metric === 'error_rate'
+          ? fmtRate(lang, v)
+          : fmtMs(lang, v)
   return (
     <div className="alerts" data-testid="alerts">
       {items.map((al, i) => (
@@ -296,7 +305,9 @@ function Alerts({ apiId, tick }: { apiId: string; tick: number }) {
           <strong>
             {al.severity === 'critical' ? t('alert.critical') : t('alert.warning')} — {metricLabel[al.metric] ?? al.metric}
           </strong>{' '}
-          {al.message}
+          <span title={al.message}>
+            {t('alert.text', { value: fmtValue(al.metric, al.value), threshold: fmtValue(al.metric, al.threshold) })}
+          </span>
         </div>
       ))}
     </div>
@@ -400,6 +411,7 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
         <StatCard
           label={t('stat.lastRequest')}
           value={s.last_request_at ? fmtRelative(lang, s.last_request_at) : t('apis.never')}
+          compact
           hint={s.last_request_at ? fmtDateTimeSeconds(lang, s.last_request_at) : undefined}
           testId="stat-last"
         />
@@ -434,7 +446,7 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
               <LineChart data={points} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
                 <CartesianGrid strokeDasharray="3 3" vertical={false} />
                 <XAxis dataKey="ts" tickFormatter={tick_} minTickGap={24} tick={{ fontSize: 11 }} />
-                <YAxis width={48} tick={{ fontSize: 11 }} unit=" ms" />
+                <YAxis width={44} tick={{ fontSize: 11 }} />
                 <Tooltip labelFormatter={tooltipLabel} formatter={(v) => fmtMs(lang, v === null || v === undefined ? null : Number(v))} />
                 <Legend wrapperStyle={{ fontSize: 12 }} />
                 {th?.p95_ms ? <ReferenceLine y={th.p95_ms} stroke="#dc2626" strokeDasharray="4 4" /> : null}
@@ -470,7 +482,7 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
               <AreaChart data={cpu} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
                 <CartesianGrid strokeDasharray="3 3" vertical={false} />
                 <XAxis dataKey="ts" tickFormatter={tick_} minTickGap={24} tick={{ fontSize: 11 }} />
-                <YAxis width={40} tick={{ fontSize: 11 }} unit=" %" />
+                <YAxis width={44} tick={{ fontSize: 11 }} tickFormatter={(v: number) => fmtNum(lang, v, 2)} />
                 <Tooltip labelFormatter={tooltipLabel} formatter={(v) => [fmtPercent(lang, Number(v)), t('stat.cpu')]} />
                 {th?.cpu_percent ? <ReferenceLine y={th.cpu_percent} stroke="#dc2626" strokeDasharray="4 4" /> : null}
                 <Area type="monotone" dataKey="value" stroke="#7c3aed" fill="#7c3aed" fillOpacity={0.25} isAnimationActive={false} connectNulls />
@@ -487,7 +499,7 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
               <AreaChart data={memory} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
                 <CartesianGrid strokeDasharray="3 3" vertical={false} />
                 <XAxis dataKey="ts" tickFormatter={tick_} minTickGap={24} tick={{ fontSize: 11 }} />
-                <YAxis width={48} tick={{ fontSize: 11 }} />
+                <YAxis width={44} tick={{ fontSize: 11 }} tickFormatter={(v: number) => fmtNum(lang, v, 0)} />
                 <Tooltip labelFormatter={tooltipLabel} formatter={(v) => [fmtMb(lang, Number(v)), t('stat.memory')]} />
                 {th?.memory_mb ? <ReferenceLine y={th.memory_mb} stroke="#dc2626" strokeDasharray="4 4" /> : null}
                 <Area type="monotone" dataKey="value" stroke="#0891b2" fill="#0891b2" fillOpacity={0.25} isAnimationActive={false} connectNulls />
@@ -577,7 +589,7 @@ function RequestTable({ items, testId }: { items: RequestRecord[]; testId: strin
                 </td>
                 <td className="num">{fmtMs(lang, r.total_ms)}</td>
                 <td className="num">{fmtMs(lang, r.inference_ms)}</td>
-                <td>{isEmpty(r.model_version) ? '—' : `v${String(r.model_version)}`}</td>
+                <td title={isEmpty(r.model_version) ? undefined : String(r.model_version)}>{versionLabel(r.model_version)}</td>
                 <td className="mono small ellipsis">{show(r.prediction)}</td>
                 <td>
                   <button
@@ -618,6 +630,14 @@ function RequestTable({ items, testId }: { items: RequestRecord[]; testId: strin
 }
 
 const PAGE_SIZE = 20
+
+/** Version numbers read "v3"; store keys (long ids) are shortened, the full one in the title. */
+function versionLabel(v: unknown): string {
+  if (isEmpty(v)) return '—'
+  const s = String(v)
+  if (/^\d+$/.test(s)) return `v${s}`
+  return s.length > 10 ? `${s.slice(0, 8)}…` : s
+}
 
 function isEmpty(v: unknown): boolean {
   return v === null || v === undefined || v === ''

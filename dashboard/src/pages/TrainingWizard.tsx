@@ -358,6 +358,7 @@ export function TrainingWizard() {
                           data-testid={`param-${p.name}`}
                         />
                       )}
+                      {p.description && !err && <small className="muted">{p.description}</small>}
                       {err && (
                         <small className="form-error">
                           {err === 'type'
