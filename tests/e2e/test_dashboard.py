@@ -172,9 +172,28 @@ def test_user_trains_exports_calls_monitors_deactivates_and_deletes_an_api_in_th
             tid(page, "apis-search").fill("")
             shots.take("monitoring-list")
 
-            # Deactivate through the confirmation: the API then answers 403.
+            # Regenerate the key (warning first): the new key works, the old one is refused.
             row.click()
             expect(tid(page, "api-detail")).to_be_visible()
+            tid(page, "regenerate-key-button").click()
+            expect(tid(page, "confirm-dialog")).to_be_visible()
+            tid(page, "confirm-ok").click()
+            expect(tid(page, "new-key-modal")).to_be_visible()
+            expect(tid(page, "key-warning")).to_be_visible()
+            old_key, api_key = api_key, tid(page, "new-api-key").input_value()
+            assert api_key != old_key
+            tid(page, "new-key-close").click()
+            expect(tid(page, "new-key-modal")).to_be_hidden()
+            wait_until(
+                "the new key to work and the old one to be refused",
+                lambda: (
+                    call(api_url, features, api_key) == 200
+                    and call(api_url, features, old_key) == 403
+                ),
+                timeout_s=15,
+            )
+
+            # Deactivate through the confirmation: the API then answers 403.
             tid(page, "toggle-status-button").click()
             dialog = tid(page, "confirm-dialog")
             expect(dialog).to_be_visible()
