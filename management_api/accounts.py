@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from management_api.db import User, utcnow
+from management_api.db import Model, User, utcnow
 from management_api.errors import Conflict, InvalidCredentials, InvalidInput, NotFound, Unauthorized
 from management_api.security import (
     TokenIssuer,
@@ -124,6 +124,15 @@ class Accounts:
                 raise NotFound("no such user", details={"user_id": user_id})
             if user.role == Role.ADMIN and await self._admin_count(session) <= 1:
                 raise Conflict("the last admin cannot be deleted")
+            models = await session.scalar(
+                select(func.count()).select_from(Model).where(Model.owner_id == user_id)
+            )
+            if models:
+                # Deleting them here would drop APIs without telling ingress; do it explicitly.
+                raise Conflict(
+                    "this user still owns models; delete their APIs and models first",
+                    details={"models": int(models)},
+                )
             await session.delete(user)
             await session.commit()
 

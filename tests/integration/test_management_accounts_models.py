@@ -23,6 +23,26 @@ async def test_login_me_and_admin_only_user_management(api: Api) -> None:
     status, body = await api.call("GET", "/api/models", {"Authorization": "Bearer not-a-jwt"})
     assert status == 401
 
+    admin_id = me["id"]
+    status, body = await api.call("DELETE", f"/api/users/{admin_id}", admin)
+    assert status == 400  # not yourself
+    status, body = await api.call("PATCH", f"/api/users/{admin_id}", admin, json={"role": "user"})
+    assert status == 409  # never zero admins
+    await api.train_builtin(alice, "kept")
+    _, users = await api.call("GET", "/api/users", admin)
+    alice_id = next(u["id"] for u in users["items"] if u["username"] == "alice")
+    status, body = await api.call("DELETE", f"/api/users/{alice_id}", admin)
+    assert status == 409 and body["error"]["details"]["models"] == 1
+    status, body = await api.call(
+        "PATCH", f"/api/users/{alice_id}", admin, json={"password": "short"}
+    )
+    assert status == 400
+    status, body = await api.call(
+        "PATCH", f"/api/users/{alice_id}", admin, json={"password": "a-new-password"}
+    )
+    assert status == 200
+    assert await api.token("alice", "a-new-password")
+
 
 async def test_trains_iris_and_a_csv_with_categories(api: Api) -> None:
     """Built-in iris and a CSV with a category column train to versions with metrics and schema."""
