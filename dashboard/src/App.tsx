@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from 'react'
+import { lazy, Suspense, useCallback, useEffect, useState } from 'react'
 import type { ReactElement } from 'react'
 import { clearSession, getStoredUser, getToken, setUnauthorizedListener } from './api'
 import { useI18n } from './i18n'
@@ -8,8 +8,11 @@ import { LoginPage } from './pages/LoginPage'
 import { ModelsPage } from './pages/ModelsPage'
 import { TrainingWizard } from './pages/TrainingWizard'
 import { ModelDetailPage } from './pages/ModelDetailPage'
-import { MonitoringPage } from './pages/MonitoringPage'
-import { ApiDetailPage } from './pages/ApiDetailPage'
+import { Skeleton } from './components/Feedback'
+
+// The monitoring pages carry the charting library: loaded on first visit, not with the login page.
+const MonitoringPage = lazy(() => import('./pages/MonitoringPage').then((m) => ({ default: m.MonitoringPage })))
+const ApiDetailPage = lazy(() => import('./pages/ApiDetailPage').then((m) => ({ default: m.ApiDetailPage })))
 
 export function App() {
   const { t, lang, setLang } = useI18n()
@@ -132,7 +135,9 @@ export function App() {
           </button>
         </div>
       </header>
-      <main className="content">{page}</main>
+      <main className="content">
+        <Suspense fallback={<Skeleton lines={6} height={22} />}>{page}</Suspense>
+      </main>
     </div>
   )
 }

@@ -77,3 +77,12 @@ export function fmtRelative(lang: Lang, iso: string | null | undefined, now = Da
   if (abs < 86400) return rtf.format(Math.round(seconds / 3600), 'hour')
   return rtf.format(Math.round(seconds / 86400), 'day')
 }
+
+/** Colour of a success rate: good from 99 %, warning from 95 %, critical below. */
+export function rateTone(rate: number | null | undefined): 'default' | 'good' | 'warning' | 'critical' {
+  const pct = toPercent(rate)
+  if (pct === null) return 'default'
+  if (pct >= 99) return 'good'
+  if (pct >= 95) return 'warning'
+  return 'critical'
+}

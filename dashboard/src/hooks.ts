@@ -41,7 +41,6 @@ export function useAsync<T>(load: () => Promise<T>, deps: unknown[]): AsyncState
     return () => {
       cancelled = true
     }
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...deps, tick])
 
   const reload = useCallback((quiet = false) => {

@@ -33,12 +33,12 @@ import {
   fmtRate,
   fmtRelative,
   fmtTick,
+  rateTone,
 } from '../format'
 import { useAsync, useInterval, useStoredFlag } from '../hooks'
 import { useI18n } from '../i18n'
 import { Link, useRouter } from '../router'
 import type { Bucket, ExportedApi, Range, RequestRecord } from '../types'
-import { rateTone } from './MonitoringPage'
 
 type Tab = 'overview' | 'requests' | 'docs'
 const BUCKETS: Record<Range, Bucket> = { '24h': 'hour', '7d': 'hour', '30d': 'day' }
@@ -280,7 +280,6 @@ function Alerts({ apiId, tick }: { apiId: string; tick: number }) {
   const alerts = useAsync(() => api.alerts(apiId), [apiId])
   useEffect(() => {
     if (tick > 0) alerts.reload(true)
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [tick])
   const items = alerts.data?.items ?? []
   if (items.length === 0) return null
@@ -327,7 +326,6 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
   }, [a.id, range])
   useEffect(() => {
     if (tick > 0) data.reload(true)
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [tick])
 
   const th = a.alert_thresholds
@@ -662,7 +660,6 @@ function RequestHistory({ apiId, tick }: { apiId: string; tick: number }) {
   const data = useAsync(() => api.requests(apiId, page, PAGE_SIZE, status || undefined), [apiId, page, status])
   useEffect(() => {
     if (tick > 0) data.reload(true)
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [tick])
   const total = data.data?.total ?? 0
   const pages = Math.max(1, Math.ceil(total / PAGE_SIZE))

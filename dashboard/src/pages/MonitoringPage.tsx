@@ -3,7 +3,7 @@ import { useMemo, useState } from 'react'
 import { Bar, BarChart, CartesianGrid, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts'
 import { api } from '../api'
 import { EmptyState, ErrorState, StatCard, StatCardSkeleton, StatusBadge } from '../components/Feedback'
-import { fmtDate, fmtInt, fmtMs, fmtRate, fmtRelative, toPercent } from '../format'
+import { fmtDate, fmtInt, fmtMs, fmtRate, fmtRelative, rateTone, toPercent } from '../format'
 import { useAsync, useInterval, useStoredFlag } from '../hooks'
 import { useI18n } from '../i18n'
 import type { TranslationKey } from '../i18n'
@@ -309,14 +309,6 @@ export function MonitoringPage() {
   )
 }
 
-function rateTone(rate: number | null | undefined): 'default' | 'good' | 'warning' | 'critical' {
-  const pct = toPercent(rate)
-  if (pct === null) return 'default'
-  if (pct >= 99) return 'good'
-  if (pct >= 95) return 'warning'
-  return 'critical'
-}
-
 function TableSkeleton() {
   return (
     <div className="table-skeleton" aria-busy="true" data-testid="skeleton">
@@ -334,4 +326,3 @@ function TableSkeleton() {
   )
 }
 
-export { rateTone }

@@ -457,7 +457,6 @@ function TrainingProgress({ job, onDone, onRetry }: { job: TrainingJob; onDone: 
       cancelled = true
       window.clearTimeout(timer)
     }
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [job.id])
 
   useEffect(() => {
