@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -238,3 +240,64 @@ async def test_lifecycle_changes_reach_ingress(user: Client) -> None:
 
     await user.call("DELETE", f"/api/exports/{api_id}", expect=204)
     await eventually(await answers(404, new_key), what="404 after deletion")
+
+
+async def run_demo(stack: Stack, *args: str) -> dict[str, Any]:
+    database = stack.model_store.parent / "modelgate.db"  # where tests/stack.py puts it
+    env = {
+        **os.environ,
+        "MODELGATE_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "MODELGATE_MANAGEMENT_PORT": stack.management_url.rsplit(":", 1)[1],
+        "MODELGATE_NAMESPACE": stack.namespace,
+    }
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "infra.cli", "demo", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+async def test_demo_prints_what_works_and_rotates_key_and_password_when_run_again(
+    stack: Stack,
+) -> None:
+    first = await run_demo(stack, "--rate-limit", "1000")
+    assert set(first) >= {
+        "dashboard_url",
+        "username",
+        "password",
+        "api_id",
+        "api_url",
+        "api_key",
+        "example_request",
+    }
+    assert first["verified"] is True
+    result = await asyncio.to_thread(
+        subprocess.run, ["bash", "-c", first["curl"]], capture_output=True, text=True
+    )
+    assert "prediction" in json.loads(result.stdout), result.stdout
+
+    second = await run_demo(stack)
+    assert second["api_id"] == first["api_id"] and second["verified"] is True
+    assert second["api_key"] != first["api_key"] and second["password"] != first["password"]
+    async with aiohttp.ClientSession() as session:
+        client = Client(session, stack)
+        status, _ = await client.predict(
+            second["api_url"], first["api_key"], first["example_request"]
+        )
+        assert status in (401, 403)
+        await client.call(
+            "POST",
+            "/api/auth/token",
+            expect=401,
+            json={"username": "demo", "password": first["password"]},
+        )
+        await client.login("demo", second["password"])
+        models = await client.call("GET", "/api/models")
+        assert [m["name"] for m in models["items"]] == ["demo-iris"]
+        apis = await client.call("GET", "/api/exports")
+        assert len(apis["items"]) == 1 and apis["items"][0]["rate_limit_per_minute"] == 1000
