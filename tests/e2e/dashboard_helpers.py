@@ -74,13 +74,14 @@ class Screenshots:
             old.unlink()
         self.saved: list[Path] = []
 
-    def take(self, name: str) -> None:
+    def take(self, name: str, full_page: bool = True) -> None:
+        """Pages are shot whole; dialogs (``full_page=False``) as the screen shows them."""
         index = len(self.saved) // 2 + 1
         for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
             self.page.set_viewport_size(size)
             self.page.wait_for_timeout(400)  # charts re-measure their container on resize
             path = self.directory / f"{index:02d}-{name}-{label}.png"
-            self.page.screenshot(path=str(path), full_page=True)
+            self.page.screenshot(path=str(path), full_page=full_page)
             self.saved.append(path)
         self.page.set_viewport_size(DESKTOP)
         self.page.wait_for_timeout(200)

@@ -91,7 +91,7 @@ def export_api(page: Page, stack: Stack, shots: Screenshots) -> tuple[str, str, 
     assert api_url.startswith(stack.ingress_url + "/api/predict/"), api_url
     assert len(api_key) >= 40, "the full key is shown once"
     api_id = api_url.rsplit("/", 1)[1]
-    shots.take("export-modal")
+    shots.take("export-modal", full_page=False)
     page.keyboard.press("Escape")  # Escape closes the modal
     expect(modal).to_be_hidden()
     return api_id, api_url, api_key
@@ -197,7 +197,7 @@ def test_user_trains_exports_calls_monitors_deactivates_and_deletes_an_api_in_th
             tid(page, "toggle-status-button").click()
             dialog = tid(page, "confirm-dialog")
             expect(dialog).to_be_visible()
-            shots.take("deactivate-confirmation")
+            shots.take("deactivate-confirmation", full_page=False)
             tid(page, "confirm-ok").click()
             expect(dialog).to_be_hidden()
             expect(tid(page, "api-detail").get_by_test_id("status-badge").first).to_have_attribute(
@@ -215,7 +215,7 @@ def test_user_trains_exports_calls_monitors_deactivates_and_deletes_an_api_in_th
             expect(dialog).to_contain_text(api_name)
             expect(tid(page, "confirm-ok")).to_be_disabled()
             tid(page, "confirm-input").fill(api_name)
-            shots.take("delete-confirmation")
+            shots.take("delete-confirmation", full_page=False)
             tid(page, "confirm-ok").click()
             expect(page).to_have_url(re.compile(r"/monitoring$"))
             expect(page.locator(f'[data-testid="api-row"][data-api-id="{api_id}"]')).to_have_count(
