@@ -143,7 +143,7 @@ class Exports:
                 owner_id=model.owner_id,
                 model_id=model.id,
                 model_version_id=version.id,
-                name=body.name or f"{model.name} v{version.number}",
+                name=body.name or model.name,
                 status=ApiStatus.ACTIVE,
                 key_hash=key.key_hash,
                 key_prefix=key.prefix,

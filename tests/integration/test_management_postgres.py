@@ -89,6 +89,6 @@ async def test_metadata_layer_on_postgresql(postgres_url: str, tmp_path: Path) -
         [record] = await exports.records()
         assert record.model_version == v2.id and record.rate_limit_per_minute == 7
         assert [c.kind for c in changes] == ["created", "updated", "deployed"]
-        assert [a.name for a in await exports.search(who, ApiFilter(q="IRIS"))] == ["iris v1"]
+        assert [a.name for a in await exports.search(who, ApiFilter(q="IRIS"))] == ["iris"]
     finally:
         await engine.dispose()
