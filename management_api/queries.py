@@ -4,7 +4,8 @@ Pure builders return SQL text with server-side parameters (``{name:Type}``); onl
 name, checked against an identifier pattern, is written into the text. ``MonitoringQueries`` runs
 them on one clickhouse-connect async client and shapes rows into ``schemas.monitoring`` models.
 
-Dashboards read the rollups (``request_stats_1m`` for the last day, ``request_stats_1h`` beyond);
+Dashboards read the rollups (``request_stats_1m`` for the last day, ``request_stats_1h`` beyond,
+``request_stats_1d`` for all-time figures);
 the raw ``request_events`` table is read only for request history and slowest requests.
 """
 
@@ -121,7 +122,7 @@ def bucket_window(now: datetime, range_: str, bucket: str) -> Window:
 
 
 def summaries_totals_sql(database: str) -> str:
-    """All-time totals and latency per API from the hourly rollup."""
+    """All-time totals and latency per API from the daily rollup (compact TDigest states)."""
     db = check_database(database)
     return f"""
 SELECT
@@ -131,9 +132,23 @@ SELECT
     sum(latency_sum_ms) AS latency_sum,
     quantilesTDigestMerge({QUANTILES})(latency_quantiles) AS q,
     max(last_ts) AS last_at
-FROM {db}.request_stats_1h
+FROM {db}.request_stats_1d
 WHERE api_id IN {{api_ids:Array(String)}}
 GROUP BY api_id
+"""
+
+
+def overview_totals_sql(database: str) -> str:
+    """All-time totals and latency over a set of APIs, from the daily rollup."""
+    db = check_database(database)
+    return f"""
+SELECT
+    sum(requests) AS total,
+    sum(successes) AS ok,
+    sum(latency_sum_ms) AS latency_sum,
+    quantilesTDigestMerge({QUANTILES})(latency_quantiles) AS q
+FROM {db}.request_stats_1d
+WHERE api_id IN {{api_ids:Array(String)}}
 """
 
 
@@ -418,28 +433,20 @@ class MonitoringQueries:
         ids = list(dict.fromkeys(api_ids))
         if not ids:
             return Overview(active_apis=active_apis or 0)
-        db = self.database
-        now = self._now()
-        sql = f"""
-SELECT
-    (SELECT sum(requests) FROM {db}.request_stats_1h WHERE api_id IN {{api_ids:Array(String)}}),
-    (SELECT sum(successes) FROM {db}.request_stats_1h WHERE api_id IN {{api_ids:Array(String)}}),
-    (SELECT sum(latency_sum_ms) FROM {db}.request_stats_1h
-        WHERE api_id IN {{api_ids:Array(String)}}),
-    (SELECT quantilesTDigestMerge({QUANTILES})(latency_quantiles) FROM {db}.request_stats_1h
-        WHERE api_id IN {{api_ids:Array(String)}}),
-    (SELECT sum(requests) FROM {db}.request_stats_1m
-        WHERE api_id IN {{api_ids:Array(String)}}
-          AND bucket >= toDateTime({{since_24h:UInt32}}, 'UTC'))
-"""
-        rows = await self._rows(sql, {"api_ids": ids, "since_24h": _epoch(now - timedelta(days=1))})
-        total, ok, latency_sum, q, last_24h = rows[0]
+        totals, recent = await asyncio.gather(
+            self._rows(overview_totals_sql(self.database), {"api_ids": ids}),
+            self._rows(
+                summaries_recent_sql(self.database),
+                {"api_ids": ids, **recent_window_params(self._now())},
+            ),
+        )
+        total, ok, latency_sum, q = totals[0]
         total = int(total or 0)
         return Overview(
             total_apis=len(ids),
             active_apis=len(ids) if active_apis is None else active_apis,
             total_requests=total,
-            requests_24h=int(last_24h or 0),
+            requests_24h=sum(int(row[1]) for row in recent),
             success_rate=rate(int(ok or 0), total),
             avg_ms=finite(latency_sum / total) if total else 0.0,
             p95_ms=quantile(q or [], 2),

@@ -21,6 +21,8 @@ EXPECTED = {
     "request_stats_1h",
     "request_stats_1m_mv",
     "request_stats_1h_mv",
+    "request_stats_1d",
+    "request_stats_1d_mv",
     "worker_samples",
     "requests",
     "api_hourly",
@@ -60,7 +62,7 @@ async def test_migrations_apply_on_an_empty_database_and_reapply_as_a_no_op(
         await client.close()
 
 
-async def test_materialized_views_fill_both_rollups_on_insert(
+async def test_materialized_views_fill_every_rollup_on_insert(
     clickhouse_server: str, ch_database: str
 ) -> None:
     client = await create_async_client(clickhouse_server)
@@ -71,7 +73,7 @@ async def test_materialized_views_fill_both_rollups_on_insert(
         await EventStore(client, ch_database).insert_events(
             event_columns(events, ["b"] * len(events))
         )
-        for table in ("request_stats_1m", "request_stats_1h"):
+        for table in ("request_stats_1m", "request_stats_1h", "request_stats_1d"):
             result = await client.query(
                 f"SELECT api_id, sum(requests), sum(successes) + sum(errors_4xx) + "
                 f"sum(errors_5xx), sum(rows) FROM {ch_database}.{table} GROUP BY api_id "
