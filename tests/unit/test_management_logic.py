@@ -133,3 +133,17 @@ def test_sorting_by_usage_puts_unused_apis_last_when_descending() -> None:
     assert [a.id for a in sort_apis([unused, used], "requests", True)] == ["b", "c"]
     assert [a.id for a in sort_apis([used, unused], "error_rate", False)] == ["c", "b"]
     assert [a.id for a in sort_apis([used, unused], "name", False)] == ["b", "c"]
+
+
+def test_jwt_secret_is_generated_once_and_kept_private(tmp_path, monkeypatch) -> None:
+    from management_api.security import load_or_create_secret
+    from management_api.settings import ManagementSettings
+
+    first = load_or_create_secret(None, tmp_path / "data")
+    assert first == load_or_create_secret(None, tmp_path / "data") and len(first) >= 48
+    assert (tmp_path / "data" / "jwt-secret").stat().st_mode & 0o777 == 0o600
+    assert load_or_create_secret("configured", tmp_path / "data") == "configured"
+    monkeypatch.setenv("MODELGATE_STACK_DATA_DIR", str(tmp_path / "stack"))
+    settings = ManagementSettings()
+    assert settings.management_data_dir == tmp_path / "stack"
+    assert settings.management_admin_password is None and settings.management_jwt_secret is None
