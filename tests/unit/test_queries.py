@@ -71,3 +71,14 @@ def test_histogram_lists_every_edge_with_inf_last() -> None:
 def test_empty_digests_become_zero_not_nan() -> None:
     assert q.finite(float("nan")) == 0.0 and q.quantile([], 2) == 0.0
     assert ApiStats(range="24h").model_dump_json()  # no NaN in JSON
+
+
+def test_recent_windows_start_on_the_minute_and_split_at_the_next_whole_hour() -> None:
+    params = q.recent_window_params(NOW)
+    since = int((NOW - timedelta(days=1)).timestamp())
+    assert params["since_24h"] == since - since % 60
+    assert params["hour_24h"] % 3600 == 0
+    assert 0 <= params["hour_24h"] - params["since_24h"] < 3600
+    assert params["hour_7d"] - params["since_7d"] < 3600
+    assert "request_stats_1d" in q.overview_totals_sql("db")
+    assert "request_stats_1d" in q.summaries_totals_sql("db")
