@@ -362,7 +362,10 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
   const none = s.requests_in_range === 0
   const ms = (v: number | null) => (none ? '—' : fmtMs(lang, v))
   const tick_ = (v: string) => fmtTick(lang, v, series.bucket)
-  const points = series.points.map((p) => ({ ...p, errors: p.errors_4xx + p.errors_5xx }))
+  // A bucket without requests has no latency (the server sends 0): leave a gap, not a dip to 0.
+  const points = series.points.map((p) =>
+    p.requests > 0 ? p : { ...p, avg_ms: null, p50_ms: null, p95_ms: null, p99_ms: null },
+  )
   const histogram = s.histogram.map((h, i) => {
     const prev = i > 0 ? s.histogram[i - 1]?.le_ms : 0
     const label = h.le_ms === null || !Number.isFinite(h.le_ms) ? `> ${fmtInt(lang, prev ?? 0)}` : `≤ ${fmtInt(lang, h.le_ms)}`
@@ -422,16 +425,16 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
           </h2>
           <div className="chart" data-testid="chart-volume">
             <ResponsiveContainer width="100%" height="100%">
-              <AreaChart data={points} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
+              <BarChart data={points} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
                 <CartesianGrid strokeDasharray="3 3" vertical={false} />
                 <XAxis dataKey="ts" tickFormatter={tick_} minTickGap={24} tick={{ fontSize: 11 }} />
                 <YAxis allowDecimals={false} width={40} tick={{ fontSize: 11 }} />
                 <Tooltip labelFormatter={tooltipLabel} />
                 <Legend wrapperStyle={{ fontSize: 12 }} />
-                <Area type="monotone" dataKey="successes" name={t('chart.successes')} stackId="1" stroke="#1f9d55" fill="#1f9d55" fillOpacity={0.35} isAnimationActive={false} />
-                <Area type="monotone" dataKey="errors_4xx" name={t('chart.errors4xx')} stackId="1" stroke="#d97706" fill="#d97706" fillOpacity={0.4} isAnimationActive={false} />
-                <Area type="monotone" dataKey="errors_5xx" name={t('chart.errors5xx')} stackId="1" stroke="#dc2626" fill="#dc2626" fillOpacity={0.4} isAnimationActive={false} />
-              </AreaChart>
+                <Bar dataKey="successes" name={t('chart.successes')} stackId="1" fill="#1f9d55" isAnimationActive={false} />
+                <Bar dataKey="errors_4xx" name={t('chart.errors4xx')} stackId="1" fill="#d97706" isAnimationActive={false} />
+                <Bar dataKey="errors_5xx" name={t('chart.errors5xx')} stackId="1" fill="#dc2626" isAnimationActive={false} />
+              </BarChart>
             </ResponsiveContainer>
           </div>
         </section>
@@ -448,9 +451,9 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
                 <Tooltip labelFormatter={tooltipLabel} formatter={(v) => fmtMs(lang, v === null || v === undefined ? null : Number(v))} />
                 <Legend wrapperStyle={{ fontSize: 12 }} />
                 {th?.p95_ms ? <ReferenceLine y={th.p95_ms} stroke="#dc2626" strokeDasharray="4 4" /> : null}
-                <Line type="monotone" dataKey="p50_ms" name="p50" stroke="#2f5bea" dot={false} connectNulls isAnimationActive={false} />
-                <Line type="monotone" dataKey="p95_ms" name="p95" stroke="#d97706" dot={false} connectNulls isAnimationActive={false} />
-                <Line type="monotone" dataKey="p99_ms" name="p99" stroke="#dc2626" dot={false} connectNulls isAnimationActive={false} />
+                <Line type="monotone" dataKey="p50_ms" name="p50" stroke="#2f5bea" dot={{ r: 2 }} isAnimationActive={false} />
+                <Line type="monotone" dataKey="p95_ms" name="p95" stroke="#d97706" dot={{ r: 2 }} isAnimationActive={false} />
+                <Line type="monotone" dataKey="p99_ms" name="p99" stroke="#dc2626" dot={{ r: 2 }} isAnimationActive={false} />
               </LineChart>
             </ResponsiveContainer>
           </div>
