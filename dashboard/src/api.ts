@@ -1,5 +1,6 @@
 // The management API client: one place for the token, JSON errors and the 401 → login rule.
 import type {
+  AlertThresholds,
   Algorithm,
   Alert,
   ApiDocs,
@@ -178,6 +179,15 @@ export const api = {
     request<ExportResponse>(`/api/export/${modelId}`, { json: body }),
   exports: (filters: ListFilters = {}) => request<Items<ExportedApi>>('/api/exports', { query: { ...filters } }),
   exportedApi: (id: string | number) => request<ExportedApi>(`/api/exports/${id}`),
+  updateApi: (
+    id: string | number,
+    body: {
+      name?: string
+      rate_limit_per_minute?: number
+      alert_thresholds?: Partial<AlertThresholds>
+      log_payloads?: boolean
+    },
+  ) => request<ExportedApi>(`/api/exports/${id}`, { method: 'PATCH', json: body }),
   setStatus: (id: string | number, status: 'active' | 'inactive') =>
     request<ExportedApi>(`/api/exports/${id}/status`, { method: 'PUT', json: { status } }),
   regenerateKey: (id: string | number) =>

@@ -44,7 +44,7 @@ type Tab = 'overview' | 'requests' | 'docs'
 const BUCKETS: Record<Range, Bucket> = { '24h': 'hour', '7d': 'hour', '30d': 'day' }
 const REFRESH_MS = 10_000
 
-type Dialog = null | 'status' | 'regenerate' | 'delete' | 'deploy'
+type Dialog = null | 'status' | 'regenerate' | 'delete' | 'deploy' | 'settings'
 
 export function ApiDetailPage({ apiId }: { apiId: string }) {
   const { t, lang } = useI18n()
@@ -130,6 +130,9 @@ export function ApiDetailPage({ apiId }: { apiId: string }) {
           </button>
           <button type="button" className="btn" onClick={() => setDialog('deploy')} data-testid="deploy-button">
             {t('detail.deploy')}
+          </button>
+          <button type="button" className="btn" onClick={() => setDialog('settings')} data-testid="settings-button">
+            {t('detail.settings')}
           </button>
           <button type="button" className="btn btn-danger-outline" onClick={() => setDialog('delete')} data-testid="delete-button">
             {t('detail.delete')}
@@ -256,6 +259,18 @@ export function ApiDetailPage({ apiId }: { apiId: string }) {
           onConfirm={async () => {
             await api.deleteApi(a.id)
             navigate('/monitoring', { replace: true })
+          }}
+        />
+      )}
+      {dialog === 'settings' && (
+        <SettingsDialog
+          api={a}
+          onCancel={() => setDialog(null)}
+          onSaved={(updated) => {
+            setCurrent(updated)
+            setDialog(null)
+            setNotice(t('settings.saved'))
+            setRefreshTick((n) => n + 1)
           }}
         />
       )}
@@ -706,6 +721,116 @@ function RequestHistory({ apiId, tick }: { apiId: string; tick: number }) {
         </nav>
       )}
     </section>
+  )
+}
+
+function SettingsDialog({
+  api: a,
+  onCancel,
+  onSaved,
+}: {
+  api: ExportedApi
+  onCancel: () => void
+  onSaved: (updated: ExportedApi) => void
+}) {
+  const { t } = useI18n()
+  const th = a.alert_thresholds
+  const [name, setName] = useState(a.name)
+  const [rate, setRate] = useState(String(a.rate_limit_per_minute))
+  const [logPayloads, setLogPayloads] = useState(a.log_payloads)
+  const [cpu, setCpu] = useState(String(th.cpu_percent))
+  const [memory, setMemory] = useState(String(th.memory_mb))
+  const [errorPct, setErrorPct] = useState(String(Math.round(th.error_rate * 1000) / 10))
+  const [p95, setP95] = useState(String(th.p95_ms))
+  const [busy, setBusy] = useState(false)
+  const [error, setError] = useState<string | null>(null)
+  const num = (v: string) => (v.trim() === '' ? Number.NaN : Number(v))
+  const valid =
+    name.trim() !== '' &&
+    Number.isInteger(num(rate)) &&
+    num(rate) >= 1 &&
+    [cpu, memory, p95].every((v) => num(v) >= 0) &&
+    num(errorPct) >= 0 &&
+    num(errorPct) <= 100
+  const save = async () => {
+    if (!valid) return
+    setBusy(true)
+    setError(null)
+    try {
+      onSaved(
+        await api.updateApi(a.id, {
+          name: name.trim(),
+          rate_limit_per_minute: num(rate),
+          log_payloads: logPayloads,
+          alert_thresholds: {
+            cpu_percent: num(cpu),
+            memory_mb: num(memory),
+            error_rate: num(errorPct) / 100,
+            p95_ms: num(p95),
+          },
+        }),
+      )
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err))
+      setBusy(false)
+    }
+  }
+  const field = (label: string, value: string, set: (v: string) => void, testId: string, step = 'any') => (
+    <label className="field">
+      <span>{label}</span>
+      <input type="number" min={0} step={step} value={value} onChange={(e) => set(e.target.value)} data-testid={testId} />
+    </label>
+  )
+  return (
+    <Modal
+      title={t('settings.title')}
+      onClose={onCancel}
+      testId="settings-dialog"
+      footer={
+        <>
+          <button type="button" className="btn" onClick={onCancel}>
+            {t('common.cancel')}
+          </button>
+          <button type="button" className="btn btn-primary" disabled={!valid || busy} onClick={() => void save()} data-testid="settings-save">
+            {busy ? t('common.working') : t('settings.save')}
+          </button>
+        </>
+      }
+    >
+      <form
+        className="form"
+        onSubmit={(e) => {
+          e.preventDefault()
+          void save()
+        }}
+      >
+        <label className="field">
+          <span>{t('settings.name')}</span>
+          <input value={name} onChange={(e) => setName(e.target.value)} maxLength={100} data-testid="settings-name" data-autofocus />
+        </label>
+        {field(t('settings.rateLimit'), rate, setRate, 'settings-rate', '1')}
+        <label className="switch">
+          <input type="checkbox" checked={logPayloads} onChange={(e) => setLogPayloads(e.target.checked)} data-testid="settings-log-payloads" />
+          <span className="switch-track" aria-hidden="true" />
+          <span>{t('settings.logPayloads')}</span>
+        </label>
+        <fieldset className="field">
+          <legend>{t('settings.thresholds')}</legend>
+          <div className="param-grid">
+            {field(t('settings.cpu'), cpu, setCpu, 'settings-cpu')}
+            {field(t('settings.memory'), memory, setMemory, 'settings-memory')}
+            {field(t('settings.errorRate'), errorPct, setErrorPct, 'settings-error-rate')}
+            {field(t('settings.p95'), p95, setP95, 'settings-p95')}
+          </div>
+        </fieldset>
+        <button type="submit" hidden />
+      </form>
+      {error && (
+        <p className="form-error" role="alert">
+          {error}
+        </p>
+      )}
+    </Modal>
   )
 }
 
