@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import uuid
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.dashboard_helpers import (
+    REPO,
     SCREENSHOTS,
     Screenshots,
     chromium_browser,
@@ -239,3 +242,15 @@ def test_user_trains_exports_calls_monitors_deactivates_and_deletes_an_api_in_th
             with capsys.disabled():
                 print(f"\ndashboard screenshots ({len(shots.saved)}): {SCREENSHOTS}")
             context.close()
+
+
+def test_dashboard_logic_tests_pass_under_vitest() -> None:
+    """CSV header parsing, rate formatting and FR/EN dictionary parity (dashboard/src/__tests__)."""
+    dashboard = REPO / "dashboard"
+    npm = shutil.which("npm")
+    if npm is None or not (dashboard / "node_modules").is_dir():
+        pytest.fail("dashboard packages missing: run `make bootstrap` (or `npm ci` in dashboard/)")
+    result = subprocess.run(
+        [npm, "test", "--silent"], cwd=dashboard, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

@@ -35,7 +35,7 @@ export function APIDocumentation({ apiId, keyPrefix }: { apiId: string; keyPrefi
     <div className="docs" data-testid="api-docs">
       <section className="panel">
         <h2 className="h-small">{t('docs.endpoint')}</h2>
-        <div className="copy-row">
+        <div className="copy-row endpoint-row">
           <code className="endpoint mono" data-testid="docs-endpoint">
             <span className="method">{d.method}</span> {d.endpoint_url}
           </code>
