@@ -151,6 +151,11 @@ class TrainingJobs:
         if frame.shape[1] < 2:
             raise InvalidInput("the CSV needs at least one feature column besides the target")
         resolved_task = task or infer_task(frame[target])
+        if resolved_task == Task.REGRESSION and not pd.api.types.is_numeric_dtype(frame[target]):
+            raise InvalidInput(
+                f"regression needs a numeric target; {target!r} holds text",
+                details={"target": target, "task": resolved_task.value},
+            )
         try:
             resolve_params(algorithm, resolved_task, params)
         except TrainingError as exc:
