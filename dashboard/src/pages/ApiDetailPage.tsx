@@ -578,7 +578,7 @@ function RequestTable({ items, testId }: { items: RequestRecord[]; testId: strin
   const show = (v: unknown) => (isEmpty(v) ? '—' : typeof v === 'string' ? v : JSON.stringify(v))
   return (
     <div className="table-wrap">
-      <table className="table table-compact table-requests" data-testid={testId}>
+      <table className="table table-compact table-requests table-cards" data-testid={testId}>
         <thead>
           <tr>
             <th scope="col">{t('req.time')}</th>
@@ -598,16 +598,16 @@ function RequestTable({ items, testId }: { items: RequestRecord[]; testId: strin
             const expanded = open === r.event_id
             return [
               <tr key={r.event_id} data-testid="request-row" data-status={r.status_code}>
-                <td className="nowrap">{fmtDateTimeSeconds(lang, r.ts)}</td>
-                <td>
+                <td className="nowrap" data-label={t('req.time')}>{fmtDateTimeSeconds(lang, r.ts)}</td>
+                <td data-label={t('req.status')}>
                   <span className={`code-badge ${ok ? 'ok' : r.status_code >= 500 ? 'err5' : 'err4'}`}>{r.status_code}</span>
                   {r.error_code && <span className="muted small"> {r.error_code}</span>}
                 </td>
-                <td className="num">{fmtMs(lang, r.total_ms)}</td>
-                <td className="num">{fmtMs(lang, r.inference_ms)}</td>
-                <td title={isEmpty(r.model_version) ? undefined : String(r.model_version)}>{versionLabel(r.model_version)}</td>
-                <td className="mono small ellipsis">{show(r.prediction)}</td>
-                <td>
+                <td className="num" data-label={t('req.total')}>{fmtMs(lang, r.total_ms)}</td>
+                <td className="num" data-label={t('req.inference')}>{fmtMs(lang, r.inference_ms)}</td>
+                <td data-label={t('req.version')} title={isEmpty(r.model_version) ? undefined : String(r.model_version)}>{versionLabel(r.model_version)}</td>
+                <td className="mono small ellipsis" data-label={t('req.prediction')}>{show(r.prediction)}</td>
+                <td className="cell-actions">
                   <button
                     type="button"
                     className="btn btn-ghost btn-sm"
