@@ -1,12 +1,20 @@
 import { api } from '../api'
 import { EmptyState, ErrorState, Skeleton } from '../components/Feedback'
-import { fmtDate } from '../format'
+import { fmtDate, fmtNum } from '../format'
+import type { Model } from '../types'
 import { useAsync } from '../hooks'
 import { useI18n } from '../i18n'
 import { Link, useRouter } from '../router'
 
 export function ModelsPage() {
   const { t, lang } = useI18n()
+  const score = (m: Model) => {
+    const latest = m.versions?.find((v) => v.number === m.latest_version)
+    const key = m.task === 'regression' ? 'r2' : 'accuracy'
+    const value = latest?.metrics?.[key]
+    if (value === null || value === undefined) return '—'
+    return `${key === 'r2' ? 'R²' : t('metric.accuracy')} ${fmtNum(lang, value, 3)}`
+  }
   const { navigate } = useRouter()
   const models = useAsync(() => api.models(), [])
 
@@ -40,6 +48,7 @@ export function ModelsPage() {
                 <th scope="col">{t('models.name')}</th>
                 <th scope="col">{t('models.task')}</th>
                 <th scope="col">{t('models.latestVersion')}</th>
+                <th scope="col" className="num">{t('models.score')}</th>
                 <th scope="col">{t('models.created')}</th>
                 <th scope="col">
                   <span className="sr-only">{t('common.actions')}</span>
@@ -62,6 +71,9 @@ export function ModelsPage() {
                   </td>
                   <td data-label={t('models.task')}>{t(m.task === 'regression' ? 'task.regression' : 'task.classification')}</td>
                   <td data-label={t('models.latestVersion')}>v{m.latest_version}</td>
+                  <td data-label={t('models.score')} className="num">
+                    {score(m)}
+                  </td>
                   <td data-label={t('models.created')}>{fmtDate(lang, m.created_at)}</td>
                   <td className="cell-actions">
                     <Link to={`/models/${m.id}`} className="btn btn-sm" onClick={(e) => e.stopPropagation()}>
