@@ -69,9 +69,10 @@ export function App() {
       className="btn btn-ghost btn-sm lang-toggle"
       onClick={() => setLang(lang === 'fr' ? 'en' : 'fr')}
       data-testid="lang-toggle"
-      aria-label={t('nav.switchLanguage')}
+      title={t('nav.switchLanguage')}
     >
-      {lang === 'fr' ? 'EN' : 'FR'}
+      <span lang={lang === 'fr' ? 'en' : 'fr'}>{lang === 'fr' ? 'EN' : 'FR'}</span>
+      <span className="sr-only"> — {t('nav.switchLanguage')}</span>
     </button>
   )
 
