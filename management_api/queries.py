@@ -79,11 +79,6 @@ def check_bucket(bucket: str) -> int:
     return BUCKET_SECONDS[bucket]
 
 
-def rollup_for_range(range_: str) -> str:
-    """The rollup fine enough for a range: minutes for a day, hours beyond."""
-    return "request_stats_1m" if check_range(range_) <= 86_400 else "request_stats_1h"
-
-
 def rollup_for_bucket(bucket: str) -> str:
     return "request_stats_1m" if check_bucket(bucket) < 3_600 else "request_stats_1h"
 
@@ -192,10 +187,24 @@ def recent_window_params(now: datetime) -> dict[str, int]:
     return params
 
 
+# Range figures combine a coarse rollup for whole coarse buckets with a fine one for the partial
+# coarse bucket at the range start: exact to the fine bucket, yet few (compact) states to merge.
+RANGE_ROLLUPS: dict[str, tuple[str, str, int, int]] = {
+    "24h": ("request_stats_1h", "request_stats_1m", 3_600, 60),
+    "7d": ("request_stats_1d", "request_stats_1h", 86_400, 3_600),
+    "30d": ("request_stats_1d", "request_stats_1h", 86_400, 3_600),
+}
+_RANGE_COLUMNS = (
+    "requests, successes, errors_4xx, errors_5xx, latency_sum_ms, latency_quantiles, "
+    "latency_histogram"
+)
+
+
 def range_stats_sql(database: str, range_: str) -> str:
-    """Counts, latency figures, histogram and CPU of one API over a range."""
+    """Counts, latency figures and histogram of one API over a range (see ``range_params``)."""
     db = check_database(database)
-    table = rollup_for_range(range_)
+    check_range(range_)
+    coarse, fine, _, _ = RANGE_ROLLUPS[range_]
     return f"""
 SELECT
     sum(requests) AS total,
@@ -205,9 +214,25 @@ SELECT
     sum(latency_sum_ms) AS latency_sum,
     quantilesTDigestMerge({QUANTILES})(latency_quantiles) AS q,
     sumMap(latency_histogram) AS histogram
-FROM {db}.{table}
-WHERE api_id = {{api_id:String}} AND bucket >= toDateTime({{since:UInt32}}, 'UTC')
+FROM (
+    SELECT {_RANGE_COLUMNS} FROM {db}.{coarse}
+    WHERE api_id = {{api_id:String}} AND bucket >= toDateTime({{split:UInt32}}, 'UTC')
+    UNION ALL
+    SELECT {_RANGE_COLUMNS} FROM {db}.{fine}
+    WHERE api_id = {{api_id:String}}
+      AND bucket >= toDateTime({{since:UInt32}}, 'UTC')
+      AND bucket < toDateTime({{split:UInt32}}, 'UTC')
+)
 """
+
+
+def range_params(now: datetime, range_: str) -> dict[str, int]:
+    """Start of the range (down to the fine bucket) and the first coarse bucket after it."""
+    span = check_range(range_)
+    _, _, coarse_step, fine_step = RANGE_ROLLUPS[range_]
+    since = int(now.timestamp()) - span
+    since -= since % fine_step
+    return {"since": since, "split": since + (-since) % coarse_step}
 
 
 def cpu_memory_series_sql(database: str, bucket: str) -> str:
@@ -280,7 +305,7 @@ def request_history_sql(database: str, status: str | None) -> str:
 SELECT {RECORD_COLUMNS}
 FROM {db}.request_events
 WHERE api_id = {{api_id:String}}{_status_condition(status)}
-ORDER BY ts DESC, event_id
+ORDER BY ts DESC
 LIMIT {{limit:UInt32}} OFFSET {{offset:UInt64}}
 """
 
@@ -456,12 +481,11 @@ class MonitoringQueries:
         self, api_id: str, range_: Range, model_versions: Sequence[str] = ()
     ) -> ApiStats:
         """Everything the API detail page shows for one range (slowest: top 10 raw events)."""
-        since = self._now() - timedelta(seconds=check_range(range_))
         summaries, range_rows, slowest, resources = await asyncio.gather(
             self.summaries([api_id]),
             self._rows(
                 range_stats_sql(self.database, range_),
-                {"api_id": api_id, "since": _epoch(since)},
+                {"api_id": api_id, **range_params(self._now(), range_)},
             ),
             self.slowest_requests(api_id, range_, 10),
             self.resources(api_id, range_, model_versions),

@@ -82,3 +82,14 @@ def test_recent_windows_start_on_the_minute_and_split_at_the_next_whole_hour() -
     assert params["hour_7d"] - params["since_7d"] < 3600
     assert "request_stats_1d" in q.overview_totals_sql("db")
     assert "request_stats_1d" in q.summaries_totals_sql("db")
+
+
+@pytest.mark.parametrize(("range_", "fine", "coarse"), [("24h", 60, 3600), ("30d", 3600, 86400)])
+def test_range_splits_into_whole_coarse_buckets_and_a_fine_edge(
+    range_: str, fine: int, coarse: int
+) -> None:
+    params = q.range_params(NOW, range_)
+    assert params["since"] % fine == 0 and params["split"] % coarse == 0
+    assert 0 <= params["split"] - params["since"] < coarse
+    sql = q.range_stats_sql("db", range_)
+    assert sql.count("UNION ALL") == 1 and "{split:UInt32}" in sql
