@@ -32,11 +32,20 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
 fi
 
 if [ -f dashboard/package.json ]; then
+  node_version=$(node -v 2>/dev/null | sed 's/^v//')
+  if [ "$(printf '%s\n' "20.19.0" "$node_version" | sort -V | head -1)" != "20.19.0" ]; then
+    echo "bootstrap: the dashboard build (Vite) needs Node.js >= 20.19; found '${node_version:-none}'." >&2
+    echo "  Install Node.js 20 LTS (e.g. from NodeSource) and run make again." >&2
+    exit 1
+  fi
   if [ ! -d dashboard/node_modules ] || [ dashboard/package-lock.json -nt dashboard/node_modules/.installed ]; then
     echo "bootstrap: installing dashboard packages"
     (cd dashboard && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed)
   fi
-  if [ ! -f management_api/static/index.html ] || [ -n "$(find dashboard/src dashboard/index.html dashboard/package.json -newer management_api/static/index.html 2>/dev/null | head -1)" ]; then
+  sources="dashboard/src dashboard/index.html dashboard/package.json dashboard/package-lock.json"
+  sources="$sources $(ls dashboard/vite.config.* dashboard/tsconfig*.json 2>/dev/null | tr '\n' ' ')"
+  # shellcheck disable=SC2086
+  if [ ! -f management_api/static/index.html ] || [ -n "$(find $sources -newer management_api/static/index.html 2>/dev/null | head -1)" ]; then
     echo "bootstrap: building the dashboard"
     (cd dashboard && npm run build --silent)
   fi
