@@ -118,9 +118,11 @@ class ManagementClient:
         self._headers = {"Authorization": f"Bearer {token['access_token']}"}
 
     async def demo_model(self, name: str, timeout: float) -> dict[str, Any]:
+        me = await self.call("GET", "/api/users/me")
         models = await self.call("GET", "/api/models")
         for model in models["items"]:
-            if model["name"] == name and model["latest_version"] > 0:
+            # The demo account is an admin and sees every model: pick its own.
+            if model["name"] == name and model["owner_id"] == me["id"] and model["latest_version"]:
                 return dict(model)
         job = await self.call(
             "POST",

@@ -297,7 +297,9 @@ async def test_demo_prints_what_works_and_rotates_key_and_password_when_run_agai
             json={"username": "demo", "password": first["password"]},
         )
         await client.login("demo", second["password"])
+        me = await client.call("GET", "/api/users/me")
         models = await client.call("GET", "/api/models")
-        assert [m["name"] for m in models["items"]] == ["demo-iris"]
-        apis = await client.call("GET", "/api/exports")
+        mine = [m for m in models["items"] if m["owner_id"] == me["id"]]
+        assert [m["name"] for m in mine] == ["demo-iris"]
+        apis = await client.call("GET", f"/api/exports?model_id={mine[0]['id']}")
         assert len(apis["items"]) == 1 and apis["items"][0]["rate_limit_per_minute"] == 1000
