@@ -197,7 +197,7 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
     predict_queue = await check_channel.get_queue(names.predict_requests, ensure=False)
 
     async def check_consumers() -> None:
-        result = await predict_queue.declare(timeout=2)
+        result = await asyncio.wait_for(predict_queue.declare(), 2.0)
         count = result.consumer_count or 0
         batcher.predictors_online = count > 0
         metrics_.predictors_online.set(count)
@@ -230,14 +230,18 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         app[CONNECTED].clear()
-        await registry_client.stop()
         for task in tasks:
             task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        # A task stuck in a broker call must not hold the shutdown: wait a little, then move on.
+        await asyncio.wait(tasks, timeout=1.0)
+        with suppress(Exception):
+            await asyncio.wait_for(registry_client.stop(), 1.0)
         batcher.close()
         await events.drain(timeout_s=5.0)
-        await connection.close()
+        try:
+            await asyncio.wait_for(connection.close(), 5.0)
+        except (TimeoutError, Exception) as exc:
+            log.warning("broker connection did not close cleanly: %r", exc)
 
 
 def create_app(settings: IngressSettings) -> web.Application:

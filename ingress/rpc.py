@@ -45,6 +45,7 @@ class RpcClient:
                 expiration=max(0.001, expiration_s) if expiration_s is not None else None,
             ),
             routing_key=routing_key,
+            mandatory=False,
         )
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 MAX_API_ID = 64
+KNOWN_CODES = frozenset(code.value for code in ErrorCode)
 ERROR_STATUS = {
     ErrorCode.MODEL_UNAVAILABLE.value: 503,
     ErrorCode.SERVICE_UNAVAILABLE.value: 503,
@@ -102,17 +103,18 @@ class PredictionService:
                     ErrorCode.REGISTRY_NOT_READY,
                     "ingress is starting and does not know the APIs yet; try again shortly",
                 )
+            entry = self.registry.get(api_id)
+            if entry is not None:
+                metric_api = entry.api_id
+                event["model_version"] = entry.model_version
             if not api_key:
                 raise IngressError(
                     401,
                     ErrorCode.MISSING_API_KEY,
                     "an API key is required in the X-API-Key header (or Authorization: Bearer)",
                 )
-            entry = self.registry.get(api_id)
             if entry is None:
                 raise IngressError(404, ErrorCode.API_NOT_FOUND, f"no API {api_id[:MAX_API_ID]!r}")
-            metric_api = entry.api_id
-            event["model_version"] = entry.model_version
             if not entry.key_matches(api_key):
                 raise IngressError(403, ErrorCode.INVALID_API_KEY, "the API key is not valid")
             event["key_prefix"] = entry.key_prefix
@@ -157,7 +159,7 @@ class PredictionService:
         elapsed = time.perf_counter() - started
         event["total_ms"] = elapsed * 1000.0
         event["response_bytes"] = len(answer.body)
-        if entry is not None and entry.log_payloads and "input" not in event:
+        if entry is not None and entry.log_payloads and "key_prefix" in event:
             limit = self._log_bytes
             event["input"] = body[:limit].decode("utf-8", "replace")
             event["output"] = answer.body[:limit].decode("utf-8", "replace")
@@ -219,7 +221,7 @@ class PredictionService:
         if error_code:
             raise IngressError(
                 ERROR_STATUS.get(error_code, 500),
-                ErrorCode(error_code) if error_code in ErrorCode else ErrorCode.PREDICTION_FAILED,
+                ErrorCode(error_code) if error_code in KNOWN_CODES else ErrorCode.PREDICTION_FAILED,
                 reply.get("error_message") or "the prediction failed",
             )
         results = answer.results

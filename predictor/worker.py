@@ -210,6 +210,7 @@ class Worker:
                     correlation_id=message.correlation_id,
                 ),
                 routing_key=message.reply_to,
+                mandatory=False,
             )
         await message.ack()
 

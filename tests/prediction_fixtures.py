@@ -330,10 +330,10 @@ async def wait_for_consumers(
 ) -> None:
     """Wait until the predict queue has ``count`` consumers."""
     deadline = time.monotonic() + timeout
-    channel = await amqp.channel()
+    channel = await (await amqp.channel()).get_underlay_channel()
     while time.monotonic() < deadline:
-        queue = await channel.declare_queue(topology.names.predict_requests, passive=True)
-        if (queue.declaration_result.consumer_count or 0) >= count:
+        result = await channel.queue_declare(topology.names.predict_requests, passive=True)
+        if (result.consumer_count or 0) >= count:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"fewer than {count} predictors consuming after {timeout}s")
