@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import chain, compress
-from typing import Any
+from typing import Any, cast
 
+import orjson
 from pydantic import ValidationError
 
 from infra.topology import REQUEST_EVENTS_KEY, WORKER_SAMPLE_KEY
-from schemas.messages import RequestEvent, RequestEventBatch, WorkerSample
+from schemas.messages import RequestEvent, WorkerSample
 
 # request_events columns the consumer writes (the rest have defaults), in insert order.
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -60,33 +62,135 @@ class DecodeError(ValueError):
     """A message that can never be stored; it goes to the dead-letter queue with this reason."""
 
 
-def decode(routing_key: str, body: bytes) -> RequestEventBatch | WorkerSample:
+@dataclass
+class EventBatch:
+    """A decoded ``RequestEventBatch``: its ids and its events already as columns."""
+
+    batch_id: str
+    ingress_id: str
+    rows: EventRows
+
+
+def decode(routing_key: str, body: bytes) -> EventBatch | WorkerSample:
     """The message a body carries, judged by its routing key; DecodeError says why not."""
-    try:
-        if routing_key == WORKER_SAMPLE_KEY or routing_key.startswith("worker."):
+    if routing_key == WORKER_SAMPLE_KEY or routing_key.startswith("worker."):
+        try:
             return WorkerSample.model_validate_json(body)
-        if routing_key == REQUEST_EVENTS_KEY or routing_key.startswith("request."):
-            batch = RequestEventBatch.model_validate_json(body)
-            for event in batch.events:
-                check_event(event)
-            return batch
-    except ValidationError as exc:
-        raise DecodeError(_short(exc)) from None
+        except ValidationError as exc:
+            raise DecodeError(_short(exc)) from None
+    if routing_key == REQUEST_EVENTS_KEY or routing_key.startswith("request."):
+        return decode_event_batch(body)
     raise DecodeError(f"unknown routing key {routing_key!r}")
 
 
-def check_event(event: RequestEvent) -> None:
-    """Refuse values the columns cannot hold, rather than failing the whole insert later."""
-    if not 0 <= event.status_code <= _UINT16_MAX:
-        raise DecodeError(f"event {event.event_id}: status_code {event.status_code} out of range")
-    for name in ("batch_size", "rows", "request_bytes", "response_bytes"):
-        value = getattr(event, name)
-        if not 0 <= value <= _UINT32_MAX:
-            raise DecodeError(f"event {event.event_id}: {name} {value} out of range")
-    if not event.event_id:
-        raise DecodeError("event without event_id")
-    if event.ts.tzinfo is None:
-        raise DecodeError(f"event {event.event_id}: ts has no time zone")
+# How each RequestEvent field is checked on the fast path (kept equal to the schema by a test).
+_REQUIRED = frozenset({"event_id", "ts", "api_id", "status_code"})
+_STR_FIELDS = (
+    "event_id",
+    "api_id",
+    "model_version",
+    "error_code",
+    "worker_id",
+    "ingress_id",
+    "key_prefix",
+    "prediction",
+    "input",
+    "output",
+)
+_INT_FIELDS = {
+    "status_code": _UINT16_MAX,
+    "batch_size": _UINT32_MAX,
+    "rows": _UINT32_MAX,
+    "request_bytes": _UINT32_MAX,
+    "response_bytes": _UINT32_MAX,
+}
+_FLOAT_FIELDS = ("total_ms", "queue_ms", "inference_ms", "cpu_ms", "worker_rss_mb")
+
+
+def decode_event_batch(body: bytes) -> EventBatch:
+    """A RequestEventBatch straight into columns: orjson plus per-column checks, the same
+    acceptance as the pydantic schema for what ingress sends, without a model per event (the
+    consumer's hottest path: several times faster than ``model_validate_json``)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"invalid message: not JSON ({exc})"[:500]) from None
+    if not isinstance(data, dict):
+        raise DecodeError("invalid message: not a JSON object")
+    batch_id, ingress_id, events = data.get("batch_id"), data.get("ingress_id"), data.get("events")
+    if not isinstance(batch_id, str) or not isinstance(ingress_id, str):
+        raise DecodeError("invalid message: batch_id and ingress_id must be strings")
+    if not isinstance(events, list) or not all(type(e) is dict for e in events):
+        raise DecodeError("invalid message: events must be a list of objects")
+    columns: dict[str, list[Any]] = {}
+    for name in _STR_FIELDS:
+        default = None if name in _REQUIRED else ""
+        values = [e.get(name, default) for e in events]
+        if not all(type(v) is str for v in values):
+            _refuse(events, name, values, "a string")
+        if name in _SHARED_FIELDS:
+            shared: dict[str, str] = {}
+            values = [shared.setdefault(v, v) for v in values]
+        columns[name] = values
+    for name, limit in _INT_FIELDS.items():
+        default_int = None if name in _REQUIRED else 0
+        values = [e.get(name, default_int) for e in events]
+        if not all(type(v) is int and 0 <= v <= limit for v in values):
+            values = [_whole(v, limit) for v in values]
+            if None in values:
+                _refuse(events, name, values, f"an integer from 0 to {limit}")
+        columns[name] = values
+    for name in _FLOAT_FIELDS:
+        values = [e.get(name, 0.0) for e in events]
+        if not all(type(v) is float for v in values):
+            values = [float(v) if type(v) in (int, float) else None for v in values]
+            if None in values:
+                _refuse(events, name, values, "a number")
+        columns[name] = values
+    timestamps = [_epoch_ms(e.get("ts")) for e in events]
+    if None in timestamps:
+        _refuse(events, "ts", timestamps, "an ISO 8601 time with a time zone")
+    for n, event_id in enumerate(columns["event_id"]):
+        if not event_id:
+            raise DecodeError(f"invalid message: events.{n}.event_id: must not be empty")
+    stamps = cast(list[int], timestamps)
+    ordered = [columns["event_id"], [batch_id] * len(events), stamps]
+    ordered += [columns[name] for name in _PLAIN_EVENT_FIELDS]
+    rows = EventRows(ordered, min(stamps, default=0), max(stamps, default=0))
+    return EventBatch(batch_id, ingress_id, rows)
+
+
+def _refuse(events: list[dict[str, Any]], name: str, values: list[Any], wanted: str) -> None:
+    for n, (event, value) in enumerate(zip(events, values, strict=True)):
+        if value is None or (name in _STR_FIELDS and type(value) is not str):
+            what = (
+                "field required" if name in _REQUIRED and name not in event else f"must be {wanted}"
+            )
+            raise DecodeError(f"invalid message: events.{n}.{name}: {what}"[:500])
+    raise DecodeError(f"invalid message: {name}: must be {wanted}")
+
+
+def _whole(value: Any, limit: int) -> int | None:
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is int and 0 <= value <= limit:
+        return value
+    return None
+
+
+def _epoch_ms(value: Any) -> int | None:
+    if type(value) is str:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            return None
+        return int(parsed.timestamp() * 1000)
+    if type(value) in (int, float):
+        # As pydantic reads numbers: epoch seconds, or milliseconds when too large for seconds.
+        return int(value if value > 2e10 else value * 1000)
+    return None
 
 
 def _short(exc: ValidationError) -> str:

@@ -21,12 +21,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from infra.clickhouse import create_async_client
 from infra.topology import DeclaredTopology, Topology, declare_topology
-from metrics_consumer.decoding import DecodeError, decode, event_rows
+from metrics_consumer.decoding import DecodeError, EventBatch, decode
 from metrics_consumer.metrics import ConsumerMetrics
 from metrics_consumer.settings import ConsumerSettings
 from metrics_consumer.store import EventStore
 from metrics_consumer.writer import BatchWriter, Pending
-from schemas.messages import RequestEventBatch
 
 log = logging.getLogger(__name__)
 
@@ -186,12 +185,11 @@ class Worker:
             await self.dead_letter(message, str(exc))
             return
         delivery = Delivery(message)
-        if isinstance(decoded, RequestEventBatch):
-            batch_id = message.message_id or decoded.batch_id
+        if isinstance(decoded, EventBatch):
             pending = Pending(
                 delivery=delivery,
-                batch_id=batch_id,
-                events=event_rows(decoded.events, batch_id),
+                batch_id=decoded.batch_id,  # the stored batch_id column the duplicate check reads
+                events=decoded.rows,
                 redelivered=bool(message.redelivered),
             )
         else:

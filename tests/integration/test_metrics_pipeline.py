@@ -147,7 +147,8 @@ async def test_malformed_message_is_dead_lettered_with_reason_and_stream_goes_on
         await publish(topology.events, before)
         await topology.events.publish(
             aio_pika.Message(
-                b'{"batch_id": "bad", "events": [{"ts": "yesterday"}]}', message_id="bad-batch"
+                b'{"batch_id": "bad", "ingress_id": "i", "events": [{"ts": "yesterday"}]}',
+                message_id="bad-batch",
             ),
             routing_key="request.batch",
         )

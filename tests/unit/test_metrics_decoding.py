@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from metrics_consumer.decoding import (
     EVENT_COLUMNS,
     SAMPLE_COLUMNS,
     DecodeError,
+    EventBatch,
     concat_rows,
     decode,
     event_columns,
@@ -27,10 +29,48 @@ def event(**overrides: object) -> RequestEvent:
     return RequestEvent.model_validate(fields)
 
 
-def test_decodes_an_event_batch_by_routing_key() -> None:
+def test_decodes_an_event_batch_by_routing_key_into_columns() -> None:
     body = dump(RequestEventBatch(batch_id="b", ingress_id="i", events=[event()]))
     decoded = decode("request.batch", body)
-    assert isinstance(decoded, RequestEventBatch) and decoded.events[0].event_id == "e1"
+    assert isinstance(decoded, EventBatch) and decoded.batch_id == "b"
+    assert decoded.rows.event_ids == ["e1"]
+
+
+def test_fast_event_decoder_gives_the_columns_of_the_pydantic_schema() -> None:
+    events = [
+        event(
+            event_id=f"e{i}",
+            total_ms=i * 1.5,
+            rows=i,
+            worker_id="w",
+            input='{"x": 1}',
+            ts=TS + timedelta(milliseconds=i),
+        )
+        for i in range(5)
+    ]
+    body = dump(RequestEventBatch(batch_id="b", ingress_id="i", events=events))
+    decoded = decode("request.batch", body)
+    assert isinstance(decoded, EventBatch)
+    assert decoded.rows.columns == event_rows(events, "b").columns
+    # Whole numbers for floats, whole floats for integers, Z and offsets: read as pydantic does.
+    lax = (
+        b'{"batch_id": "b", "ingress_id": "i", "events": [{"event_id": "e", "api_id": "a",'
+        b' "status_code": 200.0, "total_ms": 3, "ts": "2026-01-02T04:04:05.678+01:00"}]}'
+    )
+    strict = RequestEvent.model_validate(orjson.loads(lax)["events"][0])
+    lax_rows = decode("request.batch", lax)
+    assert isinstance(lax_rows, EventBatch)
+    assert lax_rows.rows.columns == event_rows([strict], "b").columns
+
+
+def test_fast_decoder_covers_every_field_of_the_schema() -> None:
+    from metrics_consumer import decoding
+
+    checked = set(decoding._STR_FIELDS) | set(decoding._INT_FIELDS) | set(decoding._FLOAT_FIELDS)
+    assert checked | {"ts"} == set(RequestEvent.model_fields)
+    assert set(decoding._REQUIRED) == {
+        name for name, field in RequestEvent.model_fields.items() if field.is_required()
+    }
 
 
 def test_decodes_a_worker_sample() -> None:
@@ -44,6 +84,20 @@ def test_decodes_a_worker_sample() -> None:
     [
         ("request.batch", b"not json", "invalid"),
         ("request.batch", b'{"batch_id": "b", "ingress_id": "i", "events": [{}]}', "event_id"),
+        (
+            "request.batch",
+            b'{"batch_id": "b", "ingress_id": "i", "events": [{"event_id": "e",'
+            b' "ts": "2026-01-01T00:00:00Z", "status_code": 200}]}',
+            "api_id: field required",
+        ),
+        (
+            "request.batch",
+            b'{"batch_id": "b", "ingress_id": "i", "events": [{"event_id": "e",'
+            b' "ts": "2026-01-01T00:00:00Z", "api_id": "a", "status_code": 200,'
+            b' "total_ms": "slow"}]}',
+            "total_ms",
+        ),
+        ("request.batch", b'{"batch_id": "b", "events": []}', "ingress_id"),
         (
             "request.batch",
             b'{"batch_id": "b", "ingress_id": "i", "events": [{"event_id": "e",'
