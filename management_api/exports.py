@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import joinedload
 
 from management_api.accounts import Principal
 from management_api.catalog import owned_models
@@ -40,6 +41,14 @@ class ApiFilter:
     status: ApiStatus | None = None
     model_id: str | None = None
     q: str | None = None
+
+
+# What ``Exports.public`` reads: the model's name and task and the version's number, not every
+# version's schema, metrics and examples (which a list of 100 APIs would otherwise decode).
+LIGHT = (
+    joinedload(ExportedApi.model).load_only(Model.name, Model.task).lazyload(Model.versions),
+    joinedload(ExportedApi.version).load_only(ModelVersion.number),
+)
 
 
 def owned_apis(principal: Principal) -> Select[ExportedApi]:
@@ -161,7 +170,7 @@ class Exports:
         return ApiCreated(api=public, api_key=key.key, api_url=public.endpoint_url)
 
     async def search(self, principal: Principal, filters: ApiFilter) -> list[ApiPublic]:
-        query = owned_apis(principal).join(ExportedApi.model)
+        query = owned_apis(principal).join(ExportedApi.model).options(*LIGHT)
         if filters.status is not None:
             query = query.where(ExportedApi.status == filters.status.value)
         if filters.model_id:
@@ -184,8 +193,12 @@ class Exports:
             return [self.public(api) for api in apis]
 
     async def get(self, principal: Principal, api_id: str) -> ApiPublic:
+        query = owned_apis(principal).where(ExportedApi.id == api_id).options(*LIGHT)
         async with self._sessions() as session:
-            return self.public(await self._owned(session, principal, api_id))
+            api = await session.scalar(query)
+            if api is None:
+                raise NotFound("no such API", details={"api_id": api_id})
+            return self.public(api)
 
     async def details(self, principal: Principal, api_id: str) -> tuple[ApiPublic, ModelVersion]:
         """The API and its deployed version (for the per-API docs)."""
@@ -269,11 +282,6 @@ class Exports:
         async with self._sessions() as session:
             apis = (await session.scalars(select(ExportedApi))).unique().all()
             return [record_of(api) for api in apis]
-
-    async def owned_ids(self, principal: Principal) -> dict[str, ExportedApi]:
-        async with self._sessions() as session:
-            apis = (await session.scalars(owned_apis(principal))).unique().all()
-            return {api.id: api for api in apis}
 
 
 def pick_version(model: Model, number: int | None) -> ModelVersion:
