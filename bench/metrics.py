@@ -224,10 +224,10 @@ async def run(args: argparse.Namespace) -> None:
 
         # 1. Backlog.
         took = await publish_backlog(topology.events, args.events)
-        queue = await channel.declare_queue(names.metrics_events, passive=True)
+        messages = -(-args.events // EVENTS_PER_MESSAGE)
         print(
-            f"backlog: {args.events:,} events in {queue.declaration_result.message_count} "
-            f"messages published in {took:.1f}s"
+            f"backlog: {args.events:,} events in {messages:,} messages published in {took:.1f}s, "
+            "waiting in the queue before the consumer starts"
         )
         consumer = Consumer(namespace, url, database, args.rabbitmq_url, workdir / "consumer.log")
         started = time.perf_counter()

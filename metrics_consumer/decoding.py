@@ -206,7 +206,7 @@ def epoch_ms(event: RequestEvent | WorkerSample) -> int:
 
 # Low-cardinality text repeats in every event: one shared object per value keeps buffers small.
 _SHARED_FIELDS = frozenset(
-    {"api_id", "model_version", "error_code", "worker_id", "ingress_id", "key_prefix"}
+    {"api_id", "model_version", "error_code", "worker_id", "ingress_id", "key_prefix", "prediction"}
 )
 
 
