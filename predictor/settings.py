@@ -32,7 +32,7 @@ class PredictorSettings(CommonSettings):
     predictor_sample_interval_s: float = 5.0
     """Seconds between two ``WorkerSample`` events."""
 
-    predictor_prefetch: int = 4
+    predictor_prefetch: int = 16
     """Batches a worker holds unacknowledged; a dead worker's batches go to the others."""
 
     predictor_shutdown_grace_s: float = 10.0

@@ -38,6 +38,7 @@ from schemas.messages import dump
 log = logging.getLogger(__name__)
 
 MB = 1024.0 * 1024.0
+MAX_MERGED_BATCHES = 64
 
 
 class WorkerMetrics:
@@ -100,6 +101,8 @@ class Worker:
         self._idle = asyncio.Event()
         self._idle.set()
         self._sampler: asyncio.Task[None] | None = None
+        self._processor: asyncio.Task[None] | None = None
+        self._received: asyncio.Queue[tuple[AbstractIncomingMessage, float]] = asyncio.Queue()
         self._runner: web.AppRunner | None = None
         self.batches = 0
         self.rows = 0
@@ -117,6 +120,7 @@ class Worker:
         await self._start_metrics_server()
         self._process.cpu_percent(None)
         self._sampler = asyncio.create_task(self._sample_loop())
+        self._processor = asyncio.create_task(self._process_loop())
         self._consumer_tag = await queue.consume(self._on_batch)
         self._queue = queue
         log.info("predictor %s consuming %s", self.worker_id, self._topology.names.predict_requests)
@@ -131,10 +135,11 @@ class Worker:
             await asyncio.wait_for(self._idle.wait(), self.settings.predictor_shutdown_grace_s)
         except TimeoutError:
             log.warning("stopping with %d batches still in flight", self._inflight)
-        if self._sampler is not None:
-            self._sampler.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._sampler
+        for task in (self._sampler, self._processor):
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
         if self._connection is not None:
             await self._connection.close()
         if self._runner is not None:
@@ -150,57 +155,98 @@ class Worker:
             await self.stop()
 
     async def _on_batch(self, message: AbstractIncomingMessage) -> None:
-        received = time.time()
         self._inflight += 1
         self._idle.clear()
         self.metrics.inflight.inc()
-        try:
-            await self._handle(message, received)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("unexpected failure handling a batch; it goes back to the queue")
-            with suppress(Exception):
-                await message.nack(requeue=True)
-        finally:
-            self._inflight -= 1
-            self.metrics.inflight.dec()
-            if self._inflight == 0:
-                self._idle.set()
+        self._received.put_nowait((message, time.time()))
 
-    async def _handle(self, message: AbstractIncomingMessage, received: float) -> None:
-        try:
-            batch = PredictBatch.model_validate_json(message.body)
-        except ValidationError as exc:
-            log.error("undecodable batch dropped: %s", str(exc)[:300])
-            await message.reject(requeue=False)
-            return
-        if batch.deadline < received:
-            self.metrics.expired.inc()
-            await message.ack()
-            return
+    def _done(self, count: int) -> None:
+        self._inflight -= count
+        self.metrics.inflight.dec(count)
+        if self._inflight == 0:
+            self._idle.set()
+
+    async def _process_loop(self) -> None:
+        """Take every batch waiting, merge those of one model into one ``predict`` call.
+
+        Under load the batches that queued up while the model was busy are predicted together,
+        so the fixed cost of a call (frame building, input checks) is paid once for all of them.
+        """
+        while True:
+            items = [await self._received.get()]
+            while not self._received.empty() and len(items) < MAX_MERGED_BATCHES:
+                items.append(self._received.get_nowait())
+            try:
+                await self._predict_items(items)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("unexpected failure handling batches; they go back to the queue")
+                for message, _ in items:
+                    with suppress(Exception):
+                        await message.nack(requeue=True)
+            finally:
+                self._done(len(items))
+
+    async def _predict_items(self, items: list[tuple[AbstractIncomingMessage, float]]) -> None:
+        groups: dict[tuple[str, tuple[str, ...], bool], list[tuple[Any, PredictBatch, float]]] = {}
+        for message, received in items:
+            try:
+                batch = PredictBatch.model_validate_json(message.body)
+            except ValidationError as exc:
+                log.error("undecodable batch dropped: %s", str(exc)[:300])
+                await message.reject(requeue=False)
+                continue
+            if batch.deadline < time.time():
+                self.metrics.expired.inc()
+                await message.ack()
+                continue
+            key = (batch.model_version, tuple(batch.feature_names), batch.want_probabilities)
+            groups.setdefault(key, []).append((message, batch, received))
         loop = asyncio.get_running_loop()
-        outcome: BatchOutcome = await loop.run_in_executor(
-            self._executor,
-            self.predictor.run,
-            batch.model_version,
-            batch.feature_names,
-            batch.rows,
-            batch.want_probabilities,
-        )
-        self._count(batch, outcome)
+        for (version, names, want_proba), members in groups.items():
+            rows = [row for _, batch, _ in members for row in batch.rows]
+            outcome: BatchOutcome = await loop.run_in_executor(
+                self._executor, self.predictor.run, version, list(names), rows, want_proba
+            )
+            self._count(len(members), len(rows), outcome)
+            offset = 0
+            for message, batch, received in members:
+                count = len(batch.rows)
+                share = count / max(1, len(rows))
+                await self._reply(
+                    message,
+                    batch,
+                    received,
+                    results=outcome.results[offset : offset + count]
+                    if not outcome.error_code
+                    else [],
+                    outcome=outcome,
+                    cpu_ms=outcome.cpu_ms * share,
+                )
+                offset += count
+
+    async def _reply(
+        self,
+        message: AbstractIncomingMessage,
+        batch: PredictBatch,
+        received: float,
+        results: list[dict[str, Any]],
+        outcome: BatchOutcome,
+        cpu_ms: float,
+    ) -> None:
         if message.reply_to and self._rpc_channel is not None:
             reply: dict[str, Any] = {
                 "schema_version": SCHEMA_VERSION,
                 "batch_id": batch.batch_id,
                 "model_version": batch.model_version,
                 "worker_id": self.worker_id,
-                "results": outcome.results,
+                "results": results,
                 "error_code": outcome.error_code,
                 "error_message": outcome.error_message,
                 "queue_ms": max(0.0, (received - batch.sent_at) * 1000.0),
                 "inference_ms": outcome.inference_ms,
-                "cpu_ms": outcome.cpu_ms,
+                "cpu_ms": cpu_ms,
                 "worker_rss_mb": self._rss_mb,
             }
             await self._rpc_channel.default_exchange.publish(
@@ -214,13 +260,13 @@ class Worker:
             )
         await message.ack()
 
-    def _count(self, batch: PredictBatch, outcome: BatchOutcome) -> None:
-        self.batches += 1
-        self.rows += len(batch.rows)
-        self.metrics.batches.labels("error" if outcome.error_code else "ok").inc()
-        self.metrics.rows.inc(len(batch.rows))
+    def _count(self, batches: int, rows: int, outcome: BatchOutcome) -> None:
+        self.batches += batches
+        self.rows += rows
+        self.metrics.batches.labels("error" if outcome.error_code else "ok").inc(batches)
+        self.metrics.rows.inc(rows)
         self.metrics.row_errors.inc(outcome.row_errors)
-        self.metrics.batch_rows.observe(len(batch.rows))
+        self.metrics.batch_rows.observe(rows)
         self.metrics.batch_seconds.observe(outcome.inference_ms / 1000.0)
 
     def sample(self) -> WorkerSample:

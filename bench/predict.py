@@ -1,0 +1,418 @@
+"""Load ``POST /api/predict/{id}`` with wrk and compare with a bare aiohttp JSON echo.
+
+``python -m bench predict`` (or ``make bench``) by default runs its own processes: ingress and two
+predictor workers as ``modelgate`` subprocesses, a registry answered from memory by this process,
+ten small models in a temporary store. ``--stack`` instead uses a stack already started by
+``modelgate up`` and the API ``modelgate demo --json --rate-limit N`` prints.
+
+Reports requests/s, p50 and p99 for both servers, the ratio, the RSS of ingress and the predictors
+(with ten models loaded), and, in own-process mode, that every request's event landed on the
+broker (the namespace's ``metrics.events`` queue, drained after the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+IRIS_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+IRIS_FEATURES = list(IRIS_ROW)
+
+LUA = """
+wrk.method = "POST"
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+{key_header}
+done = function(summary, latency, requests)
+  io.write(string.format(
+    "WRKJSON {{\\"requests\\": %d, \\"duration_us\\": %d, \\"p50_us\\": %d, \\"p90_us\\": %d, " ..
+    "\\"p99_us\\": %d, \\"max_us\\": %d, \\"status_errors\\": %d, \\"connect_errors\\": %d, " ..
+    "\\"read_errors\\": %d, \\"timeouts\\": %d}}\\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, summary.errors.status, summary.errors.connect,
+    summary.errors.read, summary.errors.timeout))
+end
+"""
+
+
+def lua_string(text: str) -> str:
+    return "[[" + text + "]]"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def run_wrk(
+    url: str, body: str, key: str | None, duration: int, connections: int, threads: int, workdir: Path
+) -> dict[str, Any]:
+    script = workdir / f"wrk-{secrets.token_hex(3)}.lua"
+    key_header = f'wrk.headers["X-API-Key"] = {lua_string(key)}' if key else ""
+    script.write_text(LUA.format(body=lua_string(body), key_header=key_header))
+    process = await asyncio.create_subprocess_exec(
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
+        url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    text = out.decode()
+    match = re.search(r"WRKJSON (\{.*\})", text)
+    if not match:
+        raise RuntimeError(f"wrk gave no result:\n{text}")
+    result: dict[str, Any] = json.loads(match.group(1))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def fmt(result: dict[str, Any]) -> str:
+    return (
+        f"{result['rps']:8.0f} req/s   p50 {result['p50_us'] / 1000:6.2f} ms   "
+        f"p90 {result['p90_us'] / 1000:6.2f} ms   p99 {result['p99_us'] / 1000:6.2f} ms   "
+        f"non-2xx {result['status_errors']}  socket errors "
+        f"{result['connect_errors'] + result['read_errors'] + result['timeouts']}"
+    )
+
+
+async def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with http.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout}s")
+
+
+def rss_mb(pid: int) -> float:
+    return psutil.Process(pid).memory_info().rss / (1024 * 1024)
+
+
+async def measure_echo(args: argparse.Namespace, body: str, workdir: Path) -> dict[str, Any]:
+    port = free_port()
+    echo = subprocess.Popen(
+        [sys.executable, "-m", "bench.echo_server", "--port", str(port)], cwd=ROOT
+    )
+    try:
+        await wait_http_post(f"http://127.0.0.1:{port}/echo", body)
+        return await run_wrk(
+            f"http://127.0.0.1:{port}/echo", body, None, args.duration, args.connections,
+            args.threads, workdir,
+        )
+    finally:
+        echo.terminate()
+        echo.wait(timeout=10)
+
+
+async def wait_http_post(url: str, body: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with http.post(url, data=body, headers={"Content-Type": "application/json"}):
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+class OwnStack:
+    """Ingress + predictors as subprocesses, registry answered from memory by this process."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.namespace = f"bench-{secrets.token_hex(4)}"
+        self.store = workdir / "models"
+        self.port = free_port()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.keys: dict[str, str] = {}
+        self.records: list[Any] = []
+
+    def train(self) -> None:
+        import numpy as np
+        import pandas as pd
+        from sklearn.datasets import load_iris
+        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.tree import DecisionTreeClassifier
+
+        from predictor.model_store import ModelStore
+        from schemas import ApiRecord, FeatureSpec, FeatureType, Task
+
+        data = load_iris()
+        frame = pd.DataFrame(data.data, columns=IRIS_FEATURES)
+        target = np.array(data.target_names)[data.target]
+        store = ModelStore(self.store)
+        features = [FeatureSpec(name=n, type=FeatureType.NUMBER) for n in IRIS_FEATURES]
+        for i in range(self.args.models):
+            if i == 0:
+                model: Any = LogisticRegression(max_iter=500)
+            elif i % 3 == 1:
+                model = DecisionTreeClassifier(max_depth=3 + i % 4, random_state=i)
+            elif i % 3 == 2:
+                model = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=i)
+            else:
+                model = LogisticRegression(max_iter=500, C=0.1 * i)
+            pipe = Pipeline([("scale", StandardScaler()), ("model", model)]).fit(frame, target)
+            version = f"bench-iris-v{i + 1}"
+            store.save(version, pipe, {"task": "classification"})
+            key = "mg_" + secrets.token_urlsafe(48)
+            api_id = f"bench-{i + 1}"
+            self.keys[api_id] = key
+            self.records.append(
+                ApiRecord(
+                    api_id=api_id,
+                    name=api_id,
+                    key_hash=hashlib.sha256(key.encode()).hexdigest(),
+                    key_prefix=key[:8],
+                    model_version=version,
+                    task=Task.CLASSIFICATION,
+                    features=features,
+                    classes=[str(c) for c in data.target_names],
+                    rate_limit_per_minute=1_000_000_000,
+                )
+            )
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "MODELGATE_NAMESPACE": self.namespace,
+            "MODELGATE_RABBITMQ_URL": self.args.rabbitmq_url,
+            "MODELGATE_MODEL_STORE": str(self.store),
+            "MODELGATE_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        log = (self.workdir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", *argv], env=env, cwd=ROOT, stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def start(self) -> None:
+        from infra.registry import RegistryResponder
+        from infra.topology import Topology, declare_topology
+
+        self.train()
+        self.connection = await aio_pika.connect_robust(self.args.rabbitmq_url)
+        channel = await self.connection.channel(publisher_confirms=True)
+        self.topology = await declare_topology(channel, Topology(self.namespace))
+
+        async def source() -> list[Any]:
+            return self.records
+
+        self.responder = RegistryResponder(await self.connection.channel(), self.topology, source)
+        await self.responder.start()
+        for i in range(self.args.predictors):
+            self.spawn(
+                f"predictor-{i + 1}",
+                ["predictor"],
+                self.env(
+                    MODELGATE_PREDICTOR_ID=f"bench-predictor-{i + 1}",
+                    MODELGATE_PREDICTOR_METRICS_PORT=str(free_port()),
+                ),
+            )
+        self.spawn(
+            "ingress",
+            ["ingress"],
+            self.env(
+                MODELGATE_INGRESS_PORT=str(self.port),
+                MODELGATE_INGRESS_ID="bench-ingress",
+            ),
+        )
+        await wait_http(f"{self.url}/ready")
+        await self.wait_predictors()
+        await asyncio.sleep(1.5)  # ingress re-checks the queue's consumers every second
+
+    async def wait_predictors(self, timeout: float = 60.0) -> None:
+        channel = await (await self.connection.channel()).get_underlay_channel()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = await channel.queue_declare(self.topology.names.predict_requests, passive=True)
+            if (result.consumer_count or 0) >= self.args.predictors:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError("predictors did not start; see their logs in " + str(self.workdir))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def api(self) -> tuple[str, str]:
+        return f"{self.url}/api/predict/bench-1", self.keys["bench-1"]
+
+    async def warm_all_models(self) -> None:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(4):  # reach both predictors with every model
+                for api_id, key in self.keys.items():
+                    async with http.post(
+                        f"{self.url}/api/predict/{api_id}",
+                        json={"instances": [IRIS_ROW] * 4},
+                        headers={"X-API-Key": key},
+                    ) as response:
+                        if response.status != 200:
+                            raise RuntimeError(f"{api_id}: {response.status} {await response.text()}")
+
+    async def count_events(self, settle_s: float = 3.0) -> int:
+        """Drain ``metrics.events`` and count request events (after the run, so it costs no CPU)."""
+        import orjson
+
+        count = 0
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < settle_s:
+            message = await self.topology.metrics_events.get(no_ack=True, fail=False)
+            if message is None:
+                await asyncio.sleep(0.1)
+                continue
+            idle_since = time.monotonic()
+            if message.routing_key == "request.batch":
+                count += len(orjson.loads(message.body)["events"])
+        return count
+
+    async def stop(self) -> None:
+        from infra.topology import delete_topology
+
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        with contextlib.suppress(Exception):
+            await self.responder.stop()
+            await delete_topology(await self.connection.channel(), self.topology.names)
+        await self.connection.close()
+
+
+async def ingress_metric(url: str, name: str) -> float | None:
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as response:
+        text = await response.text()
+    match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+    return float(match.group(1)) if match else None
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{platform.node()}, {cpu}, nproc={os.cpu_count()}, Python {platform.python_version()}"
+
+
+async def run_own(args: argparse.Namespace, workdir: Path) -> int:
+    stack = OwnStack(args, workdir)
+    print(f"starting ingress + {args.predictors} predictors (namespace {stack.namespace}) ...")
+    await stack.start()
+    try:
+        await stack.warm_all_models()
+        url, key = stack.api()
+        body = json.dumps(IRIS_ROW)
+        published_before = await ingress_metric(stack.url, "ingress_events_published") or 0.0
+        print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s POST {url}")
+        result = await run_wrk(url, body, key, args.duration, args.connections, args.threads, workdir)
+        print(f"  modelgate ingress  {fmt(result)}")
+        ingress_rss = rss_mb(stack.processes["ingress"].pid)
+        predictor_rss = [
+            rss_mb(p.pid) for name, p in stack.processes.items() if name.startswith("predictor")
+        ]
+        await asyncio.sleep(1.0)
+        depth = await ingress_metric(stack.url, "ingress_event_buffer_depth")
+        published = (await ingress_metric(stack.url, "ingress_events_published") or 0.0)
+        published -= published_before
+        landed = await stack.count_events()
+    finally:
+        await stack.stop()
+    print(f"  ingress RSS {ingress_rss:.0f} MB; predictors RSS with {args.models} models loaded: "
+          + ", ".join(f"{r:.0f} MB" for r in predictor_rss))
+    print(f"  events: confirmed during the run {published:.0f}, landed in metrics.events {landed} "
+          f"(includes {args.models * 4} warm-up requests), still buffered {depth}; "
+          f"wrk completed {result['requests']} requests")
+    echo = await measure_echo(args, body, workdir)
+    print(f"  aiohttp JSON echo  {fmt(echo)}")
+    print(f"  ratio ingress / echo: {result['rps'] / echo['rps']:.2f}")
+    print(f"  machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    return 0
+
+
+async def run_stack(args: argparse.Namespace, workdir: Path) -> int:
+    out = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "demo", "--json", "--rate-limit", str(10**9)],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )
+    if out.returncode != 0:
+        sys.stderr.write(f"modelgate demo failed (is `modelgate up` running?):\n{out.stderr}\n")
+        return 1
+    demo = json.loads(out.stdout)
+    url, key = demo["api_url"], demo["api_key"]
+    body = json.dumps(demo["example_request"])
+    base = url.split("/api/predict/")[0]
+    before = await ingress_metric(base, "ingress_events_published") or 0.0
+    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s POST {url} (modelgate up)")
+    result = await run_wrk(url, body, key, args.duration, args.connections, args.threads, workdir)
+    print(f"  modelgate ingress  {fmt(result)}")
+    await asyncio.sleep(1.0)
+    after = await ingress_metric(base, "ingress_events_published") or 0.0
+    depth = await ingress_metric(base, "ingress_event_buffer_depth")
+    print(f"  events confirmed by the broker during the run: {after - before:.0f}; "
+          f"still buffered: {depth}; wrk completed {result['requests']}")
+    echo = await measure_echo(args, body, workdir)
+    print(f"  aiohttp JSON echo  {fmt(echo)}")
+    print(f"  ratio ingress / echo: {result['rps'] / echo['rps']:.2f}")
+    print(f"  machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench predict", description=__doc__)
+    parser.add_argument("--duration", type=int, default=20, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--predictors", type=int, default=2)
+    parser.add_argument("--models", type=int, default=10, help="models loaded in each predictor")
+    parser.add_argument("--stack", action="store_true", help="use a running `modelgate up`")
+    parser.add_argument(
+        "--rabbitmq-url",
+        default=os.environ.get("MODELGATE_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+    )
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        sys.stderr.write("wrk is missing: `apt-get install -y wrk` (Debian package wrk)\n")
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="modelgate-bench-"))
+    try:
+        return asyncio.run(run_stack(args, workdir) if args.stack else run_own(args, workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
