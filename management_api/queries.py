@@ -254,6 +254,29 @@ ORDER BY t WITH FILL
 """
 
 
+def resource_figures_sql(database: str, bucket: str) -> str:
+    """The figures of ``cpu_memory_series_sql`` without the series: CPU and RSS of the latest
+    bucket with traffic, and their peaks (what the stats page needs, in one row)."""
+    db = check_database(database)
+    table = rollup_for_bucket(bucket)
+    return f"""
+SELECT
+    argMaxIf(cpu, t, cpu > 0 OR rss > 0) AS cpu_now,
+    max(cpu) AS cpu_peak,
+    argMaxIf(rss, t, cpu > 0 OR rss > 0) AS rss_now,
+    max(rss) AS rss_peak
+FROM (
+    SELECT bucket AS t, sum(cpu_ms) / ({{step:UInt32}} * 1000) * 100 AS cpu,
+        max(worker_rss_max_mb) AS rss
+    FROM {db}.{table}
+    WHERE api_id = {{api_id:String}}
+      AND bucket >= toDateTime({{start:UInt32}}, 'UTC')
+      AND bucket < toDateTime({{end:UInt32}}, 'UTC')
+    GROUP BY t
+)
+"""
+
+
 def workers_sql(database: str) -> str:
     """Latest sample and peak RSS of each worker holding one of the given models in the range."""
     db = check_database(database)
@@ -488,7 +511,7 @@ class MonitoringQueries:
                 {"api_id": api_id, **range_params(self._now(), range_)},
             ),
             self.slowest_requests(api_id, range_, 10),
-            self.resources(api_id, range_, model_versions),
+            self.resources(api_id, range_, model_versions, series=False),
         )
         summary = summaries[api_id]
         total, ok, e4, e5, latency_sum, q, histogram = range_rows[0]
@@ -589,23 +612,28 @@ class MonitoringQueries:
         return [record_from_row(row) for row in rows]
 
     async def resources(
-        self, api_id: str, range_: Range, model_versions: Sequence[str] = ()
+        self,
+        api_id: str,
+        range_: Range,
+        model_versions: Sequence[str] = (),
+        *,
+        series: bool = True,
     ) -> Resources:
         """CPU spent on the API and RSS of the workers serving it, per bucket, with the workers
-        holding ``model_versions`` (model store keys) and their latest sample."""
+        holding ``model_versions`` (model store keys) and their latest sample. With ``series``
+        False only the figures are computed (``cpu`` and ``memory`` lists stay empty)."""
         now = self._now()
         bucket: Bucket = "minute" if range_ == "24h" else "hour"
         window = bucket_window(now, range_, bucket)
-        series_rows, worker_rows = await asyncio.gather(
-            self._rows(
-                cpu_memory_series_sql(self.database, bucket),
-                {
-                    "api_id": api_id,
-                    "step": window.step_seconds,
-                    "start": _epoch(window.start),
-                    "end": _epoch(window.end),
-                },
-            ),
+        window_params = {
+            "api_id": api_id,
+            "step": window.step_seconds,
+            "start": _epoch(window.start),
+            "end": _epoch(window.end),
+        }
+        sql = (cpu_memory_series_sql if series else resource_figures_sql)(self.database, bucket)
+        rows, worker_rows = await asyncio.gather(
+            self._rows(sql, window_params),
             self._rows(
                 workers_sql(self.database),
                 {
@@ -616,8 +644,6 @@ class MonitoringQueries:
             if model_versions
             else _no_rows(),
         )
-        cpu = [ValuePoint(ts=utc(row[0]) or row[0], value=finite(row[1])) for row in series_rows]
-        memory = [ValuePoint(ts=utc(row[0]) or row[0], value=finite(row[2])) for row in series_rows]
         workers = [
             WorkerResources(
                 worker_id=row[0],
@@ -628,23 +654,28 @@ class MonitoringQueries:
             )
             for row in worker_rows
         ]
+        cpu: list[ValuePoint] = []
+        memory: list[ValuePoint] = []
+        if series:
+            cpu = [ValuePoint(ts=utc(row[0]) or row[0], value=finite(row[1])) for row in rows]
+            memory = [ValuePoint(ts=utc(row[0]) or row[0], value=finite(row[2])) for row in rows]
+            # "Now" is the latest bucket with traffic (the current one may have just begun).
+            busy = [(c, m) for c, m in zip(cpu, memory, strict=True) if c.value or m.value]
+            cpu_now, rss_now = (busy[-1][0].value, busy[-1][1].value) if busy else (0.0, 0.0)
+            cpu_peak = max((p.value for p in cpu), default=0.0)
+            rss_peak = max((p.value for p in memory), default=0.0)
+        else:
+            cpu_now, cpu_peak, rss_now, rss_peak = (finite(v) for v in rows[0])
         recent_since = now - timedelta(seconds=RECENT_SECONDS)
         recent_workers = [w for w in workers if w.last_seen >= recent_since]
-        # "Now" is the latest bucket with traffic (the current one may have just begun).
-        busy = [(c, m) for c, m in zip(cpu, memory, strict=True) if c.value > 0 or m.value > 0]
         peak_worker_rss = max((finite(row[5]) for row in worker_rows), default=0.0)
-        memory_now = (
-            max(w.rss_mb for w in recent_workers)
-            if recent_workers
-            else (busy[-1][1].value if busy else 0.0)
-        )
         return Resources(
             cpu=cpu,
             memory=memory,
-            cpu_percent=busy[-1][0].value if busy else 0.0,
-            peak_cpu_percent=max((p.value for p in cpu), default=0.0),
-            memory_mb=memory_now,
-            peak_memory_mb=max(max((p.value for p in memory), default=0.0), peak_worker_rss),
+            cpu_percent=cpu_now,
+            peak_cpu_percent=cpu_peak,
+            memory_mb=max(w.rss_mb for w in recent_workers) if recent_workers else rss_now,
+            peak_memory_mb=max(rss_peak, peak_worker_rss),
             workers=workers,
         )
 

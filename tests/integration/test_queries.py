@@ -179,3 +179,9 @@ async def test_summaries_history_slowest_and_resources(client, ch_database: str)
     assert resources.workers[0].rss_mb == 300 and resources.workers[0].cpu_percent == 40
     assert resources.memory_mb == 300 and resources.peak_memory_mb == 420
     assert resources.peak_cpu_percent > 0
+    stats = await queries.api_stats("s1", "24h", ["m-1"])  # the same figures without the series
+    assert (stats.cpu_percent, stats.peak_cpu_percent) == pytest.approx(
+        (resources.cpu_percent, resources.peak_cpu_percent)
+    )
+    assert (stats.memory_mb, stats.peak_memory_mb) == (300, 420)
+    assert len(stats.slowest) == 10 and stats.requests_in_range == len(s1)
