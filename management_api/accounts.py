@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from management_api.db import Model, User, utcnow
 from management_api.errors import Conflict, InvalidCredentials, InvalidInput, NotFound, Unauthorized
 from management_api.security import (
     TokenIssuer,
+    credential_tag,
     generate_password,
     hash_password,
     verify_password,
@@ -62,7 +64,7 @@ class Accounts:
                 raise InvalidCredentials("wrong username or password")
             user.last_login_at = utcnow()
             await session.commit()
-            token = self._tokens.issue(user.id, user.role)
+            token = self._tokens.issue(user.id, user.role, credential_tag(user.password_hash))
             return TokenResponse(
                 access_token=token, expires_in=self._tokens.ttl_s, user=user_public(user)
             )
@@ -73,6 +75,8 @@ class Accounts:
             user = await session.get(User, claims.user_id)
         if user is None:
             raise Unauthorized("this account no longer exists")
+        if not hmac.compare_digest(claims.credential, credential_tag(user.password_hash)):
+            raise Unauthorized("the password changed since this token was issued; log in again")
         return Principal(user_id=user.id, username=user.username, role=Role(user.role))
 
     async def get(self, user_id: str) -> UserPublic:

@@ -78,6 +78,13 @@ def load_or_create_secret(configured: str | None, data_dir: Path) -> str:
 class TokenClaims:
     user_id: str
     role: str
+    credential: str = ""
+
+
+def credential_tag(password_hash: str) -> str:
+    """A short digest of the password hash: a token names the password it was issued under, so
+    changing the password ends every older session."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
 
 class TokenIssuer:
@@ -87,11 +94,12 @@ class TokenIssuer:
         self._secret = secret
         self.ttl_s = ttl_s
 
-    def issue(self, user_id: str, role: str) -> str:
+    def issue(self, user_id: str, role: str, credential: str = "") -> str:
         now = datetime.now(UTC)
         claims = {
             "sub": user_id,
             "role": role,
+            "cred": credential,
             "iat": now,
             "exp": now + timedelta(seconds=self.ttl_s),
             "jti": secrets.token_hex(8),
@@ -107,4 +115,8 @@ class TokenIssuer:
             raise Unauthorized("the access token has expired; log in again") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized("invalid access token") from exc
-        return TokenClaims(user_id=str(claims["sub"]), role=str(claims.get("role", "user")))
+        return TokenClaims(
+            user_id=str(claims["sub"]),
+            role=str(claims.get("role", "user")),
+            credential=str(claims.get("cred", "")),
+        )

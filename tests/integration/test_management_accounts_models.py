@@ -41,6 +41,8 @@ async def test_login_me_and_admin_only_user_management(api: Api) -> None:
         "PATCH", f"/api/users/{alice_id}", admin, json={"password": "a-new-password"}
     )
     assert status == 200
+    status, body = await api.call("GET", "/api/users/me", alice)
+    assert status == 401  # sessions from before the password change end
     assert await api.token("alice", "a-new-password")
 
 
