@@ -97,7 +97,7 @@ function render() {
       const d = $("details");
       const sum = $("summary", {}, $("span", { class: "m " + method, text: method }), $("span", { class: "path", text: path }),
         $("span", { class: "sum", text: op.summary }));
-      if (op.security) sum.append($("span", { class: "lock", text: "🔒 token" }));
+      if (op.security) sum.append($("span", { class: "lock", text: "needs token" }));
       d.append(sum);
       const body = $("div", { class: "body" });
       if (op.description) body.append($("p", { text: op.description }));
