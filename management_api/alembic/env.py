@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -34,8 +35,10 @@ def run() -> None:
     if connection is not None:
         run_on(connection)
         return
-    url = context.config.get_main_option("sqlalchemy.url")
-    assert url, "set sqlalchemy.url (MODELGATE_DATABASE_URL)"
+    url = os.environ.get("MODELGATE_DATABASE_URL") or context.config.get_main_option(
+        "sqlalchemy.url"
+    )
+    assert url, "set MODELGATE_DATABASE_URL"
     asyncio.run(run_standalone(url))
 
 
