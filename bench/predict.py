@@ -67,14 +67,28 @@ def free_port() -> int:
 
 
 async def run_wrk(
-    url: str, body: str, key: str | None, duration: int, connections: int, threads: int, workdir: Path
+    url: str,
+    body: str,
+    key: str | None,
+    duration: int,
+    connections: int,
+    threads: int,
+    workdir: Path,
 ) -> dict[str, Any]:
     script = workdir / f"wrk-{secrets.token_hex(3)}.lua"
     key_header = f'wrk.headers["X-API-Key"] = {lua_string(key)}' if key else ""
     script.write_text(LUA.format(body=lua_string(body), key_header=key_header))
     process = await asyncio.create_subprocess_exec(
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
-        url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await process.communicate()
     text = out.decode()
@@ -119,8 +133,13 @@ async def measure_echo(args: argparse.Namespace, body: str, workdir: Path) -> di
     try:
         await wait_http_post(f"http://127.0.0.1:{port}/echo", body)
         return await run_wrk(
-            f"http://127.0.0.1:{port}/echo", body, None, args.duration, args.connections,
-            args.threads, workdir,
+            f"http://127.0.0.1:{port}/echo",
+            body,
+            None,
+            args.duration,
+            args.connections,
+            args.threads,
+            workdir,
         )
     finally:
         echo.terminate()
@@ -211,7 +230,10 @@ class OwnStack:
     def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         log = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", *argv], env=env, cwd=ROOT, stdout=log,
+            [sys.executable, "-m", "infra.cli", *argv],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
 
@@ -277,7 +299,9 @@ class OwnStack:
                         headers={"X-API-Key": key},
                     ) as response:
                         if response.status != 200:
-                            raise RuntimeError(f"{api_id}: {response.status} {await response.text()}")
+                            raise RuntimeError(
+                                f"{api_id}: {response.status} {await response.text()}"
+                            )
 
     async def count_events(self, settle_s: float = 3.0) -> int:
         """Drain ``metrics.events`` and count request events (after the run, so it costs no CPU)."""
@@ -318,6 +342,19 @@ async def ingress_metric(url: str, name: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def broker_processes() -> dict[str, psutil.Process]:
+    found = {}
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == "beam.smp":
+            found["rabbitmq"] = process
+    return found
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -338,24 +375,41 @@ async def run_own(args: argparse.Namespace, workdir: Path) -> int:
         body = json.dumps(IRIS_ROW)
         published_before = await ingress_metric(stack.url, "ingress_events_published") or 0.0
         print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s POST {url}")
-        result = await run_wrk(url, body, key, args.duration, args.connections, args.threads, workdir)
+        watched = {name: psutil.Process(p.pid) for name, p in stack.processes.items()}
+        watched.update(broker_processes())
+        cpu_before = {name: cpu_seconds(p) for name, p in watched.items()}
+        result = await run_wrk(
+            url, body, key, args.duration, args.connections, args.threads, workdir
+        )
+        cpu_used = {name: cpu_seconds(p) - cpu_before[name] for name, p in watched.items()}
         print(f"  modelgate ingress  {fmt(result)}")
+        print(
+            "  CPU per request: "
+            + ", ".join(
+                f"{name} {used / max(1, result['requests']) * 1e6:.0f} us"
+                for name, used in cpu_used.items()
+            )
+        )
         ingress_rss = rss_mb(stack.processes["ingress"].pid)
         predictor_rss = [
             rss_mb(p.pid) for name, p in stack.processes.items() if name.startswith("predictor")
         ]
         await asyncio.sleep(1.0)
         depth = await ingress_metric(stack.url, "ingress_event_buffer_depth")
-        published = (await ingress_metric(stack.url, "ingress_events_published") or 0.0)
+        published = await ingress_metric(stack.url, "ingress_events_published") or 0.0
         published -= published_before
         landed = await stack.count_events()
     finally:
         await stack.stop()
-    print(f"  ingress RSS {ingress_rss:.0f} MB; predictors RSS with {args.models} models loaded: "
-          + ", ".join(f"{r:.0f} MB" for r in predictor_rss))
-    print(f"  events: confirmed during the run {published:.0f}, landed in metrics.events {landed} "
-          f"(includes {args.models * 4} warm-up requests), still buffered {depth}; "
-          f"wrk completed {result['requests']} requests")
+    print(
+        f"  ingress RSS {ingress_rss:.0f} MB; predictors RSS with {args.models} models loaded: "
+        + ", ".join(f"{r:.0f} MB" for r in predictor_rss)
+    )
+    print(
+        f"  events: confirmed during the run {published:.0f}, landed in metrics.events {landed} "
+        f"(includes {args.models * 4} warm-up requests), still buffered {depth}; "
+        f"wrk completed {result['requests']} requests"
+    )
     echo = await measure_echo(args, body, workdir)
     print(f"  aiohttp JSON echo  {fmt(echo)}")
     print(f"  ratio ingress / echo: {result['rps'] / echo['rps']:.2f}")
@@ -366,7 +420,10 @@ async def run_own(args: argparse.Namespace, workdir: Path) -> int:
 async def run_stack(args: argparse.Namespace, workdir: Path) -> int:
     out = subprocess.run(
         [sys.executable, "-m", "infra.cli", "demo", "--json", "--rate-limit", str(10**9)],
-        cwd=ROOT, capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if out.returncode != 0:
         sys.stderr.write(f"modelgate demo failed (is `modelgate up` running?):\n{out.stderr}\n")
@@ -382,8 +439,10 @@ async def run_stack(args: argparse.Namespace, workdir: Path) -> int:
     await asyncio.sleep(1.0)
     after = await ingress_metric(base, "ingress_events_published") or 0.0
     depth = await ingress_metric(base, "ingress_event_buffer_depth")
-    print(f"  events confirmed by the broker during the run: {after - before:.0f}; "
-          f"still buffered: {depth}; wrk completed {result['requests']}")
+    print(
+        f"  events confirmed by the broker during the run: {after - before:.0f}; "
+        f"still buffered: {depth}; wrk completed {result['requests']}"
+    )
     echo = await measure_echo(args, body, workdir)
     print(f"  aiohttp JSON echo  {fmt(echo)}")
     print(f"  ratio ingress / echo: {result['rps'] / echo['rps']:.2f}")

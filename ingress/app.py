@@ -257,6 +257,7 @@ def create_app(settings: IngressSettings) -> web.Application:
         settings.ingress_batch_max_wait_ms / 1000.0,
         settings.ingress_request_timeout_s,
         on_batch_sent=metrics_.batch_sent,
+        max_inflight=settings.ingress_batch_max_inflight,
     )
     events = EventPublisher(
         settings.ingress_id,

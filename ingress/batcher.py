@@ -42,23 +42,42 @@ class BatchAnswer:
 
 
 class _OpenBatch:
-    __slots__ = ("feature_names", "model_version", "requests", "rows", "timer", "want_proba")
+    __slots__ = (
+        "deadline",
+        "due",
+        "feature_names",
+        "model_version",
+        "requests",
+        "rows",
+        "timer",
+        "want_proba",
+    )
 
-    def __init__(self, model_version: str, feature_names: list[str], want_proba: bool) -> None:
+    def __init__(
+        self, model_version: str, feature_names: list[str], want_proba: bool, deadline: float
+    ) -> None:
+        self.deadline = deadline
+        """Loop time after which its first request is answered 504."""
         self.model_version = model_version
         self.feature_names = feature_names
         self.want_proba = want_proba
         self.rows: list[list[Any]] = []
         self.requests: list[tuple[asyncio.Future[BatchAnswer], int, int]] = []
         self.timer: asyncio.TimerHandle | None = None
+        self.due = False
+        """Its wait is over, but it waits for a free slot (too many batches in flight)."""
 
 
 class _SentBatch:
-    __slots__ = ("requests", "rows", "timer")
+    __slots__ = ("model_version", "requests", "rows", "timer")
 
     def __init__(
-        self, requests: list[tuple[asyncio.Future[BatchAnswer], int, int]], rows: int
+        self,
+        model_version: str,
+        requests: list[tuple[asyncio.Future[BatchAnswer], int, int]],
+        rows: int,
     ) -> None:
+        self.model_version = model_version
         self.requests = requests
         self.rows = rows
         self.timer: asyncio.TimerHandle | None = None
@@ -73,8 +92,14 @@ class MicroBatcher:
         max_wait_s: float,
         timeout_s: float,
         on_batch_sent: Callable[[int], None] | None = None,
+        max_inflight: int = 0,
     ) -> None:
         self.max_rows = max_rows
+        self.max_inflight = max_inflight
+        """Batches of one model version in flight at most (0: no limit). Beyond it, a batch keeps
+        filling until an answer frees a slot or it is full: under load batches grow instead of
+        multiplying, so each message and each ``predict`` call carries more rows."""
+        self._inflight: dict[str, int] = {}
         self.max_wait_s = max_wait_s
         self.timeout_s = timeout_s
         self.predictors_online = True
@@ -115,7 +140,9 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         batch = self._open.get(model_version)
         if batch is None:
-            batch = self._open[model_version] = _OpenBatch(model_version, feature_names, want_proba)
+            batch = self._open[model_version] = _OpenBatch(
+                model_version, feature_names, want_proba, loop.time() + self.timeout_s
+            )
             batch.timer = loop.call_later(self.max_wait_s, self._flush, model_version)
         future: asyncio.Future[BatchAnswer] = loop.create_future()
         batch.requests.append((future, len(batch.rows), len(rows)))
@@ -125,13 +152,29 @@ class MicroBatcher:
         return future
 
     def _flush(self, model_version: str) -> None:
-        batch = self._open.pop(model_version, None)
+        batch = self._open.get(model_version)
         if batch is None:
             return
         if batch.timer is not None:
             batch.timer.cancel()
+            batch.timer = None
+        if (
+            self.max_inflight
+            and self._inflight.get(model_version, 0) >= self.max_inflight
+            and len(batch.rows) < self.max_rows
+        ):
+            if not batch.due:
+                batch.due = True
+                batch.timer = asyncio.get_running_loop().call_at(
+                    batch.deadline, self._expire_open, model_version
+                )
+            return
+        del self._open[model_version]
+        self._inflight[model_version] = self._inflight.get(model_version, 0) + 1
         batch_id = uuid.uuid4().hex
         now = time.time()
+        loop = asyncio.get_running_loop()
+        remaining = max(0.001, batch.deadline - loop.time())
         body = orjson.dumps(
             {
                 "schema_version": SCHEMA_VERSION,
@@ -142,25 +185,24 @@ class MicroBatcher:
                 "rows": batch.rows,
                 "want_probabilities": batch.want_proba,
                 "sent_at": now,
-                "deadline": now + self.timeout_s,
+                "deadline": now + remaining,
             }
         )
-        sent = self._sent[batch_id] = _SentBatch(batch.requests, len(batch.rows))
-        loop = asyncio.get_running_loop()
-        sent.timer = loop.call_later(self.timeout_s, self._expire, batch_id)
+        sent = self._sent[batch_id] = _SentBatch(model_version, batch.requests, len(batch.rows))
+        sent.timer = loop.call_at(batch.deadline, self._expire, batch_id)
         assert self._expect is not None and self._send is not None
         self._expect(batch_id, lambda reply: self._answer(batch_id, reply))
-        task = loop.create_task(self._publish(batch_id, body))
+        task = loop.create_task(self._publish(batch_id, body, remaining))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self.batches_sent += 1
         if self._on_batch_sent is not None:
             self._on_batch_sent(len(batch.rows))
 
-    async def _publish(self, batch_id: str, body: bytes) -> None:
+    async def _publish(self, batch_id: str, body: bytes, expiration_s: float) -> None:
         assert self._send is not None
         try:
-            await self._send(batch_id, body, self.timeout_s)
+            await self._send(batch_id, body, expiration_s)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -174,12 +216,24 @@ class MicroBatcher:
                 ),
             )
 
+    def _release(self, model_version: str) -> None:
+        """A batch of this version is no longer in flight: send the one waiting for the slot."""
+        left = self._inflight.get(model_version, 1) - 1
+        if left > 0:
+            self._inflight[model_version] = left
+        else:
+            self._inflight.pop(model_version, None)
+        waiting = self._open.get(model_version)
+        if waiting is not None and waiting.due:
+            self._flush(model_version)
+
     def _answer(self, batch_id: str, body: bytes) -> None:
         sent = self._sent.pop(batch_id, None)
         if sent is None:
             return
         if sent.timer is not None:
             sent.timer.cancel()
+        self._release(sent.model_version)
         try:
             reply = orjson.loads(body)
             results = reply["results"]
@@ -196,16 +250,25 @@ class MicroBatcher:
             if not future.done():
                 future.set_result(BatchAnswer(reply, start, count, sent.rows))
 
+    def _expire_open(self, model_version: str) -> None:
+        """A batch still waiting for a slot reached its deadline."""
+        batch = self._open.pop(model_version, None)
+        if batch is None:
+            return
+        error = self._timeout_error()
+        for future, _, _ in batch.requests:
+            if not future.done():
+                future.set_exception(error)
+
     def _expire(self, batch_id: str) -> None:
+        self._fail(batch_id, self._timeout_error())
+
+    def _timeout_error(self) -> IngressError:
         if self.predictors_online:
-            error = IngressError(
+            return IngressError(
                 504, ErrorCode.TIMEOUT, f"no prediction within {self.timeout_s:g} s"
             )
-        else:
-            error = IngressError(
-                503, ErrorCode.SERVICE_UNAVAILABLE, "no prediction worker is available"
-            )
-        self._fail(batch_id, error)
+        return IngressError(503, ErrorCode.SERVICE_UNAVAILABLE, "no prediction worker is available")
 
     def _fail(self, batch_id: str, error: IngressError) -> None:
         sent = self._sent.pop(batch_id, None)
@@ -218,6 +281,7 @@ class MicroBatcher:
         for future, _, _ in sent.requests:
             if not future.done():
                 future.set_exception(error)
+        self._release(sent.model_version)
 
     def close(self) -> None:
         """Fail everything still waiting (shutdown)."""

@@ -38,6 +38,10 @@ class IngressSettings(CommonSettings):
     ingress_batch_max_wait_ms: float = 2.0
     """A micro-batch leaves at the latest this long after its first row arrived."""
 
+    ingress_batch_max_inflight: int = 4
+    """Batches of one model version in flight at most (0: no limit); beyond it batches grow
+    (up to ``ingress_batch_max_rows``) instead of multiplying."""
+
     ingress_request_timeout_s: float = 5.0
     """Deadline of a prediction (504 after it); also the batch message's expiration."""
 
