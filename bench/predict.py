@@ -127,7 +127,7 @@ def rss_mb(pid: int) -> float:
 
 async def measure_echo(args: argparse.Namespace, body: str, workdir: Path) -> dict[str, Any]:
     port = free_port()
-    echo = subprocess.Popen(
+    echo = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block; it is waited below
         [sys.executable, "-m", "bench.echo_server", "--port", str(port)], cwd=ROOT
     )
     try:
@@ -417,7 +417,8 @@ async def run_own(args: argparse.Namespace, workdir: Path) -> int:
     return 0
 
 
-async def run_stack(args: argparse.Namespace, workdir: Path) -> int:
+def demo_api() -> dict[str, Any] | None:
+    """The demo API of a running ``modelgate up`` (``modelgate demo --json``), rate limit raised."""
     out = subprocess.run(
         [sys.executable, "-m", "infra.cli", "demo", "--json", "--rate-limit", str(10**9)],
         cwd=ROOT,
@@ -427,8 +428,12 @@ async def run_stack(args: argparse.Namespace, workdir: Path) -> int:
     )
     if out.returncode != 0:
         sys.stderr.write(f"modelgate demo failed (is `modelgate up` running?):\n{out.stderr}\n")
-        return 1
-    demo = json.loads(out.stdout)
+        return None
+    demo: dict[str, Any] = json.loads(out.stdout)
+    return demo
+
+
+async def run_stack(args: argparse.Namespace, workdir: Path, demo: dict[str, Any]) -> int:
     url, key = demo["api_url"], demo["api_key"]
     body = json.dumps(demo["example_request"])
     base = url.split("/api/predict/")[0]
@@ -466,9 +471,14 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         sys.stderr.write("wrk is missing: `apt-get install -y wrk` (Debian package wrk)\n")
         return 1
+    demo = None
+    if args.stack:
+        demo = demo_api()
+        if demo is None:
+            return 1
     workdir = Path(tempfile.mkdtemp(prefix="modelgate-bench-"))
     try:
-        return asyncio.run(run_stack(args, workdir) if args.stack else run_own(args, workdir))
+        return asyncio.run(run_stack(args, workdir, demo) if demo else run_own(args, workdir))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
