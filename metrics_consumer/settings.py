@@ -14,16 +14,17 @@ class ConsumerSettings(CommonSettings):
     consumer_metrics_port: int = 9200
     """Port of the ``/metrics`` and ``/health`` HTTP server (0: any free port)."""
 
-    consumer_batch_rows: int = 16_000
+    consumer_batch_rows: int = 12_000
     """Rows buffered before a flush; ClickHouse likes thousands of rows per insert."""
 
     consumer_flush_interval_s: float = 0.5
     """Longest time a row waits in the buffer before it is flushed (bounds the lag)."""
 
-    consumer_prefetch: int = 64
-    """Unacknowledged messages the broker may hand over: the memory bound (64 messages of 500
-    events: about 230-260 MB peak RSS measured). A flush also starts once half of them are
-    buffered, so a full prefetch never stalls the stream; 128 gave no more throughput."""
+    consumer_prefetch: int = 48
+    """Unacknowledged messages the broker may hand over: the memory bound. A flush also starts
+    once half of them are buffered, so a full prefetch never stalls the stream. Measured with
+    500-event messages (bench/RESULTS.md): 48 -> 89k events/s, 230 MB peak RSS; 64 -> 100k/s,
+    313 MB; 128 -> no faster, ~80 MB more."""
 
     consumer_retry_initial_s: float = 0.2
     """First wait after a failed insert; doubled after each failure up to the maximum."""
