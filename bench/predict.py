@@ -355,6 +355,28 @@ def broker_processes() -> dict[str, psutil.Process]:
     return found
 
 
+def stack_processes(namespace: str) -> dict[str, psutil.Process]:
+    """The services of a running ``modelgate up`` for this namespace, by name."""
+    found: dict[str, psutil.Process] = {}
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "infra.cli" not in cmdline and not any(c.endswith("/modelgate") for c in cmdline):
+            continue
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get("MODELGATE_NAMESPACE", "modelgate") != namespace:
+                continue
+            service = cmdline[cmdline.index("infra.cli") + 1] if "infra.cli" in cmdline else "?"
+            if service in {"up", "demo"}:
+                continue
+            name = service
+            index = 2
+            while name in found:
+                name = f"{service}-{index}"
+                index += 1
+            found[name] = process
+    return found
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -420,7 +442,7 @@ async def run_own(args: argparse.Namespace, workdir: Path) -> int:
 def demo_api() -> dict[str, Any] | None:
     """The demo API of a running ``modelgate up`` (``modelgate demo --json``), rate limit raised."""
     out = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "demo", "--json", "--rate-limit", str(10**9)],
+        [sys.executable, "-m", "infra.cli", "demo", "--json", "--rate-limit", "1000000"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -439,8 +461,27 @@ async def run_stack(args: argparse.Namespace, workdir: Path, demo: dict[str, Any
     base = url.split("/api/predict/")[0]
     before = await ingress_metric(base, "ingress_events_published") or 0.0
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s POST {url} (modelgate up)")
+    watched = stack_processes(os.environ.get("MODELGATE_NAMESPACE", "modelgate"))
+    watched.update(broker_processes())
+    cpu_before = {name: cpu_seconds(p) for name, p in watched.items()}
     result = await run_wrk(url, body, key, args.duration, args.connections, args.threads, workdir)
+    cpu_used = {name: cpu_seconds(p) - cpu_before[name] for name, p in watched.items()}
     print(f"  modelgate ingress  {fmt(result)}")
+    print(
+        "  CPU per request: "
+        + ", ".join(
+            f"{name} {used / max(1, result['requests']) * 1e6:.0f} us"
+            for name, used in cpu_used.items()
+        )
+    )
+    print(
+        "  RSS: "
+        + ", ".join(
+            f"{name} {rss_mb(p.pid):.0f} MB"
+            for name, p in watched.items()
+            if name.startswith(("ingress", "predictor"))
+        )
+    )
     await asyncio.sleep(1.0)
     after = await ingress_metric(base, "ingress_events_published") or 0.0
     depth = await ingress_metric(base, "ingress_event_buffer_depth")

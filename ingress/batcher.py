@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
 from ingress.errors import IngressError
+from ingress.ids import new_id
 from schemas import SCHEMA_VERSION, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class MicroBatcher:
             return
         del self._open[model_version]
         self._inflight[model_version] = self._inflight.get(model_version, 0) + 1
-        batch_id = uuid.uuid4().hex
+        batch_id = new_id()
         now = time.time()
         loop = asyncio.get_running_loop()
         remaining = max(0.001, batch.deadline - loop.time())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ import orjson
 from ingress.batcher import BatchAnswer, MicroBatcher
 from ingress.errors import IngressError, error_body
 from ingress.events import EventPublisher
+from ingress.ids import new_id
 from ingress.metrics import IngressMetrics
 from ingress.ratelimit import RateLimiter
 from ingress.registry import ApiEntry, Registry
@@ -82,7 +82,7 @@ class PredictionService:
         read_body: Callable[[], Awaitable[bytes]],
     ) -> Answer:
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex
+        request_id = new_id()
         event: dict[str, Any] = {
             "event_id": request_id,
             "ts": time.time(),
