@@ -355,6 +355,32 @@ def broker_processes() -> dict[str, psutil.Process]:
     return found
 
 
+async def stored_events(api_id: str, settle_s: float = 0.0) -> int | None:
+    """Distinct event ids of this API in ClickHouse, once the count stops changing."""
+    from infra.settings import CommonSettings
+
+    common = CommonSettings()
+    query = (
+        f"SELECT uniqExact(event_id) FROM {common.clickhouse_database}.request_events "
+        f"WHERE api_id = '{api_id}'"
+    )
+    last: int | None = None
+    deadline = time.monotonic() + 60.0
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.post(common.clickhouse_url, data=query) as response:
+                    if response.status != 200:
+                        return None
+                    count = int((await response.text()).strip())
+            except (aiohttp.ClientError, OSError, ValueError):
+                return None
+            if settle_s <= 0 or count == last or time.monotonic() > deadline:
+                return count
+            last = count
+            await asyncio.sleep(settle_s)
+
+
 def stack_processes(namespace: str) -> dict[str, psutil.Process]:
     """The services of a running ``modelgate up`` for this namespace, by name."""
     found: dict[str, psutil.Process] = {}
@@ -460,6 +486,8 @@ async def run_stack(args: argparse.Namespace, workdir: Path, demo: dict[str, Any
     body = json.dumps(demo["example_request"])
     base = url.split("/api/predict/")[0]
     before = await ingress_metric(base, "ingress_events_published") or 0.0
+    api_id = url.rsplit("/", 1)[-1]
+    stored_before = await stored_events(api_id)
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s POST {url} (modelgate up)")
     watched = stack_processes(os.environ.get("MODELGATE_NAMESPACE", "modelgate"))
     watched.update(broker_processes())
@@ -489,6 +517,12 @@ async def run_stack(args: argparse.Namespace, workdir: Path, demo: dict[str, Any
         f"  events confirmed by the broker during the run: {after - before:.0f}; "
         f"still buffered: {depth}; wrk completed {result['requests']}"
     )
+    stored_after = await stored_events(api_id, settle_s=3.0)
+    if stored_before is not None and stored_after is not None:
+        print(
+            "  events stored in ClickHouse request_events during the run: "
+            f"{stored_after - stored_before}"
+        )
     echo = await measure_echo(args, body, workdir)
     print(f"  aiohttp JSON echo  {fmt(echo)}")
     print(f"  ratio ingress / echo: {result['rps'] / echo['rps']:.2f}")
