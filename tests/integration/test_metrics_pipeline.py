@@ -9,7 +9,10 @@ import aio_pika
 import aiohttp
 import pytest
 
+from infra.clickhouse import create_async_client
 from infra.topology import DeclaredTopology
+from metrics_consumer.decoding import event_columns
+from metrics_consumer.store import EventStore
 from tests.integration.metrics_support import (
     ConsumerProcess,
     batches_of,
@@ -176,3 +179,38 @@ async def test_malformed_message_is_dead_lettered_with_reason_and_stream_goes_on
         assert "invalid" in str(dead["garbage"].headers["x-modelgate-dead-reason"]).lower()
     finally:
         consumer.stop()
+
+
+async def test_batches_already_stored_by_a_previous_process_are_not_stored_again(
+    topology: DeclaredTopology,
+    clickhouse_server: str,
+    ch_database: str,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """The state a crash between insert and ack leaves: rows stored, messages back in the queue.
+    A fresh consumer finds them by batch id and stores only what is missing."""
+    await migrate(clickhouse_server, ch_database)
+    events = make_events(20_000, ["api-r"], seed=13)
+    batches = batches_of(events, 500)
+    client = await create_async_client(clickhouse_server)
+    try:
+        store = EventStore(client, ch_database)
+        for batch in batches[:10]:  # fully stored
+            await store.insert_events(event_columns(batch.events, [batch.batch_id] * 500))
+        partial = batches[10]  # half stored: an insert cut short
+        await store.insert_events(event_columns(partial.events[:250], [partial.batch_id] * 250))
+    finally:
+        await client.close()
+    await publish(topology.events, batches)
+    consumer = ConsumerProcess(tmp_path, consumer_env(namespace, clickhouse_server, ch_database))
+    consumer.start()
+    try:
+        total, unique = await wait_for_count(
+            clickhouse_server, ch_database, len(events), timeout=60, what="republished batches"
+        )
+        metrics = await http_get(consumer.metrics_url + "/metrics")
+    finally:
+        consumer.stop()
+    assert (total, unique) == (len(events), len(events)), consumer.log_tail()
+    assert "modelgate_consumer_duplicates_dropped_total 5250.0" in metrics[1]
