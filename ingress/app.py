@@ -5,24 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import suppress
 
-import aio_pika
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from infra.topology import REQUEST_EVENTS_KEY, Topology, declare_topology
 from ingress.batcher import MicroBatcher
+from ingress.broker import BrokerLink
 from ingress.errors import IngressError, error_body
 from ingress.events import EventPublisher
 from ingress.metrics import IngressMetrics
 from ingress.ratelimit import RateLimiter
 from ingress.registry import Registry
-from ingress.registry_client import RegistryClient
-from ingress.rpc import RpcClient
 from ingress.service import PredictionService
 from ingress.settings import IngressSettings
 from schemas import ErrorCode
@@ -35,7 +31,7 @@ REGISTRY = web.AppKey("registry", Registry)
 BATCHER = web.AppKey("batcher", MicroBatcher)
 EVENTS = web.AppKey("events", EventPublisher)
 SERVICE = web.AppKey("service", PredictionService)
-CONNECTED = web.AppKey("connected", asyncio.Event)
+LINK = web.AppKey("link", BrokerLink)
 
 HTTP_CODES = {
     404: ErrorCode.NOT_FOUND,
@@ -111,7 +107,7 @@ async def health(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     batcher = request.app[BATCHER]
-    connected = request.app[CONNECTED].is_set()
+    connected = request.app[LINK].connected.is_set()
     state = {
         "broker": connected,
         "registry": registry.ready,
@@ -165,83 +161,25 @@ def _edge_middleware(origins: list[str]) -> Middleware:
 
 
 async def _broker(app: web.Application) -> AsyncIterator[None]:
-    """AMQP connection, topology, RPC replies, event publishing, registry and consumer checks."""
-    settings = app[SETTINGS]
-    batcher, events, registry, metrics_ = app[BATCHER], app[EVENTS], app[REGISTRY], app[METRICS]
-    connection = await aio_pika.connect_robust(settings.rabbitmq_url)
-    names = Topology(settings.namespace)
-    events_channel = await connection.channel(publisher_confirms=True)
-    topology = await declare_topology(events_channel, names)
-    rpc_channel = await connection.channel(publisher_confirms=False)
-    rpc = RpcClient(rpc_channel)
-    await rpc.start()
-
-    async def send_batch(batch_id: str, body: bytes, expiration_s: float) -> None:
-        await rpc.publish(names.predict_requests, body, batch_id, expiration_s)
-
-    async def publish_events(batch_id: str, body: bytes) -> None:
-        await topology.events.publish(
-            aio_pika.Message(
-                body,
-                content_type=JSON,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                message_id=batch_id,
-            ),
-            routing_key=REQUEST_EVENTS_KEY,
-            timeout=5,
-        )
-
-    batcher.attach(send_batch, rpc.expect, rpc.forget)
-    events.attach(publish_events)
-    check_channel = await connection.channel(publisher_confirms=False)
-    predict_queue = await check_channel.get_queue(names.predict_requests, ensure=False)
-
-    async def check_consumers() -> None:
-        result = await asyncio.wait_for(predict_queue.declare(), 2.0)
-        count = result.consumer_count or 0
-        batcher.predictors_online = count > 0
-        metrics_.predictors_online.set(count)
-
-    async def consumer_loop() -> None:
-        while True:
-            await asyncio.sleep(settings.ingress_consumer_check_s)
-            try:
-                await check_consumers()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("cannot check predictor consumers: %s", exc)
-
-    await check_consumers()
-    control_channel = await connection.channel(publisher_confirms=False)
-    registry_client = RegistryClient(
-        registry,
-        rpc,
-        control_channel,
-        topology,
-        settings.ingress_id,
-        settings.ingress_registry_resync_s,
-        settings.ingress_registry_timeout_s,
-    )
-    await registry_client.start()
-    tasks = [asyncio.create_task(events.run()), asyncio.create_task(consumer_loop())]
-    app[CONNECTED].set()
+    """The broker link (reconnecting by itself) and the event flusher; waits for the first
+    session at start, drains the events at stop."""
+    link, events, batcher = app[LINK], app[EVENTS], app[BATCHER]
+    link_task = asyncio.create_task(link.run())
+    flusher = asyncio.create_task(events.run())
+    try:
+        await asyncio.wait_for(link.connected.wait(), app[SETTINGS].ingress_registry_timeout_s * 3)
+    except TimeoutError:
+        log.error("no broker session yet; ingress answers 503 until RabbitMQ is reachable")
     try:
         yield
     finally:
-        app[CONNECTED].clear()
-        for task in tasks:
-            task.cancel()
-        # A task stuck in a broker call must not hold the shutdown: wait a little, then move on.
-        await asyncio.wait(tasks, timeout=1.0)
-        with suppress(Exception):
-            await asyncio.wait_for(registry_client.stop(), 1.0)
+        flusher.cancel()
+        await asyncio.wait([flusher], timeout=1.0)
         batcher.close()
         await events.drain(timeout_s=5.0)
-        try:
-            await asyncio.wait_for(connection.close(), 5.0)
-        except (TimeoutError, Exception) as exc:
-            log.warning("broker connection did not close cleanly: %r", exc)
+        link_task.cancel()
+        # A session stuck in a broker call must not hold the shutdown: wait a little, move on.
+        await asyncio.wait([link_task], timeout=3.0)
 
 
 def create_app(settings: IngressSettings) -> web.Application:
@@ -275,7 +213,7 @@ def create_app(settings: IngressSettings) -> web.Application:
     app[REGISTRY] = registry
     app[BATCHER] = batcher
     app[EVENTS] = events
-    app[CONNECTED] = asyncio.Event()
+    app[LINK] = BrokerLink(settings, batcher, events, registry, metrics_)
     app[SERVICE] = PredictionService(settings, registry, RateLimiter(), batcher, events, metrics_)
     app.router.add_post("/api/predict/{api_id}", predict)
     app.router.add_route("OPTIONS", "/api/predict/{api_id}", preflight)

@@ -109,7 +109,11 @@ class Worker:
 
     async def start(self) -> None:
         """Connect, declare the topology, start consuming, sampling and serving metrics."""
-        self._connection = await aio_pika.connect_robust(self.settings.rabbitmq_url)
+        self._connection = await aio_pika.connect_robust(
+            self.settings.rabbitmq_url,
+            client_properties={"connection_name": self.worker_id},
+            reconnect_interval=1.0,
+        )
         self._events_channel = await self._connection.channel(publisher_confirms=True)
         self._topology = await declare_topology(
             self._events_channel, Topology(self.settings.namespace)
