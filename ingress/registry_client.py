@@ -88,7 +88,7 @@ class RegistryClient:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("registry snapshot failed (%s); asking again", exc or type(exc))
+                log.warning("registry snapshot failed (%r); asking again", exc)
                 await asyncio.sleep(1.0 if not self._registry.ready else 5.0)
                 continue
             self._registry.apply_snapshot(snapshot.apis)
