@@ -206,7 +206,7 @@ EventKind = Literal["request.batch", "worker.sample"]
 
 
 def dump(message: BaseModel) -> bytes:
-    """Encode a message as JSON bytes (pydantic's serializer is orjson-fast and handles datetimes)."""
+    """Encode a message as JSON bytes (pydantic's own serializer; handles datetimes)."""
     return message.__pydantic_serializer__.to_json(message)
 
 
