@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from ingress.validation import FeatureValidator
 from schemas import ApiChanged, ApiChangeKind, ApiRecord, ApiStatus, Task
@@ -64,6 +65,7 @@ class Registry:
     def __init__(self, default_rate_limit: int = 100) -> None:
         self._default_rate_limit = default_rate_limit
         self._apis: dict[str, ApiEntry] = {}
+        self._changed_at: dict[str, datetime] = {}
         self.ready = False
         self.snapshots = 0
         self.changes = 0
@@ -74,21 +76,44 @@ class Registry:
     def __len__(self) -> int:
         return len(self._apis)
 
-    def apply_snapshot(self, records: list[ApiRecord]) -> None:
+    def apply_snapshot(
+        self, records: list[ApiRecord], generated_at: datetime | None = None
+    ) -> None:
+        """Replace the set with a snapshot, except what a control event changed after it was taken.
+
+        A snapshot answered before a change but applied after it must not undo the change: a
+        created API must not vanish, a deleted one must not come back, a rotated key must not
+        revert. Changes newer than the snapshot (by the management API's own clock) win.
+        """
+        newer = {
+            api_id: at
+            for api_id, at in self._changed_at.items()
+            if generated_at is None or at > generated_at
+        }
         apis: dict[str, ApiEntry] = {}
         for record in records:
             current = self._apis.get(record.api_id)
+            if record.api_id in newer:
+                if current is not None:
+                    apis[record.api_id] = current
+                continue
             if current is not None and current.record.updated_at > record.updated_at:
                 apis[record.api_id] = current
             else:
                 apis[record.api_id] = ApiEntry.of(record, self._default_rate_limit)
+        for api_id in newer:
+            current = self._apis.get(api_id)
+            if current is not None and api_id not in apis:
+                apis[api_id] = current
         self._apis = apis
+        self._changed_at = newer
         self.ready = True
         self.snapshots += 1
         log.info("registry snapshot applied: %d APIs", len(apis))
 
     def apply_change(self, change: ApiChanged) -> None:
         self.changes += 1
+        self._changed_at[change.api_id] = change.at
         if change.kind is ApiChangeKind.DELETED or change.api is None:
             self._apis.pop(change.api_id, None)
         else:

@@ -91,7 +91,7 @@ class RegistryClient:
                 log.warning("registry snapshot failed (%r); asking again", exc)
                 await asyncio.sleep(1.0 if not self._registry.ready else 5.0)
                 continue
-            self._registry.apply_snapshot(snapshot.apis)
+            self._registry.apply_snapshot(snapshot.apis, snapshot.generated_at)
             await asyncio.sleep(self._resync_s)
 
     async def _on_change(self, message: AbstractIncomingMessage) -> None:

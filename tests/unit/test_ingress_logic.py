@@ -102,6 +102,24 @@ def test_registry_matches_keys_and_keeps_changes_newer_than_a_snapshot() -> None
     assert registry.get("a") is None
 
 
+def test_an_older_snapshot_neither_hides_a_created_api_nor_revives_a_deleted_one() -> None:
+    """A snapshot taken before a control event but applied after it must not undo the event."""
+    registry = Registry()
+    taken = datetime.now(UTC) - timedelta(seconds=5)
+    registry.apply_snapshot([record("gone", "key-g", updated_at=taken)], taken)
+    registry.apply_change(ApiChanged(kind=ApiChangeKind.DELETED, api_id="gone"))
+    registry.apply_change(
+        ApiChanged(kind=ApiChangeKind.CREATED, api_id="new", api=record("new", "key-n"))
+    )
+    registry.apply_snapshot([record("gone", "key-g", updated_at=taken)], taken)  # stale
+    assert registry.get("gone") is None
+    new = registry.get("new")
+    assert new is not None and new.key_matches("key-n")
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    registry.apply_snapshot([], later)  # a snapshot taken after the events is the truth
+    assert registry.get("new") is None
+
+
 class FakeTransport:
     """Records published batches; the test answers them."""
 
