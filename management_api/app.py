@@ -14,6 +14,7 @@ from infra.clickhouse import create_async_client
 from infra.registry import RegistryResponder, publish_api_changed
 from infra.topology import Topology, declare_topology
 from management_api.accounts import Accounts
+from management_api.announcer import ChangeAnnouncer
 from management_api.catalog import Catalog
 from management_api.db import create_engine, migrate, session_factory
 from management_api.exports import Exports
@@ -87,7 +88,10 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
             raise RuntimeError("the broker is not connected")
         await publish_api_changed(topology, change)
 
-    exports = Exports(sessions, publish, settings.public_ingress_url, default_thresholds(settings))
+    announcer = ChangeAnnouncer(publish)
+    exports = Exports(
+        sessions, announcer.announce, settings.public_ingress_url, default_thresholds(settings)
+    )
 
     async def connect_clickhouse() -> MonitoringQueries:
         client = await create_async_client(settings.clickhouse_url, settings.clickhouse_database)
@@ -97,6 +101,7 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     app[ENGINE], app[ACCOUNTS], app[CATALOG] = engine, accounts, catalog
     app[JOBS], app[EXPORTS], app[MONITORING] = jobs, exports, monitoring
     yield
+    await announcer.close()
     await jobs.close()
     await monitoring.close()
     await engine.dispose()

@@ -127,7 +127,7 @@ class Exports:
         try:
             await self._publish(ApiChanged(kind=kind, api_id=api_id, api=record))
         except Exception:
-            # The change is committed; ingress converges at its next registry resync.
+            # The announcer retries on its own; this only guards against a bug in it.
             log.exception("could not publish ApiChanged(%s) for %s", kind.value, api_id)
 
     async def _owned(self, session: AsyncSession, principal: Principal, api_id: str) -> ExportedApi:
