@@ -36,6 +36,8 @@ format: bootstrap
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+BENCH_ARGS ?= predict --stack
+
 bench: bootstrap
 	@./infra/ensure_rabbitmq.sh
 	$(BIN)/python -m bench $(BENCH_ARGS)

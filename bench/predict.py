@@ -22,6 +22,8 @@ import platform
 import re
 import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -546,16 +548,61 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         sys.stderr.write("wrk is missing: `apt-get install -y wrk` (Debian package wrk)\n")
         return 1
-    demo = None
-    if args.stack:
-        demo = demo_api()
-        if demo is None:
-            return 1
     workdir = Path(tempfile.mkdtemp(prefix="modelgate-bench-"))
+    stack: subprocess.Popen[bytes] | None = None
     try:
+        demo = None
+        if args.stack:
+            if not port_open(int(os.environ.get("MODELGATE_MANAGEMENT_PORT", "8080"))):
+                stack = start_stack(workdir)
+                if stack is None:
+                    return 1
+            demo = demo_api()
+            if demo is None:
+                return 1
         return asyncio.run(run_stack(args, workdir, demo) if demo else run_own(args, workdir))
     finally:
+        if stack is not None:
+            print("stopping the stack this benchmark started ...")
+            stack.send_signal(signal.SIGTERM)
+            try:
+                stack.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                stack.kill()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_stack(workdir: Path, timeout: float = 240.0) -> subprocess.Popen[bytes] | None:
+    """Start ``modelgate up`` on a temporary data dir and wait until it is ready."""
+    ready = workdir / "ready.json"
+    log_path = workdir / "stack.log"
+    # In os.environ, not only the child's: `modelgate demo` must find the same metadata DB.
+    os.environ["MODELGATE_STACK_DATA_DIR"] = str(workdir / "stack")
+    os.environ.setdefault("MODELGATE_DATABASE_URL", f"sqlite+aiosqlite:///{workdir / 'mg.db'}")
+    env = dict(os.environ)
+    print(f"no stack answers; starting `modelgate up` (log: {log_path}) ...")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "up", "--ready-file", str(ready)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            sys.stderr.write(f"`modelgate up` did not start:\n{log_path.read_text()[-3000:]}\n")
+            return None
+        time.sleep(0.5)
+    return process
 
 
 if __name__ == "__main__":
