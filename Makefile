@@ -13,6 +13,9 @@ run: bootstrap
 	$(BIN)/modelgate up --demo
 
 test: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	@./infra/ensure_rabbitmq.sh
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
