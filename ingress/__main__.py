@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvloop
 from aiohttp import web
 
+from infra.service import configure_logging, parse_service_args
 from ingress.app import create_app
 from ingress.settings import IngressSettings
 
 
 def main(argv: list[str] | None = None) -> int:
+    parse_service_args("modelgate ingress", "Serve the prediction APIs.", argv)
     settings = IngressSettings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s {settings.ingress_id} %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.ingress_id)
     loop = uvloop.new_event_loop()
     web.run_app(
         create_app(settings),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
+import uvloop
 from aiohttp import web
 
+from infra.service import configure_logging
 from management_api.app import create_app
 from management_api.settings import ManagementSettings
 
@@ -21,15 +22,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.management_host = args.host
     if args.port:
         settings.management_port = args.port
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency; this keeps dev setups working
-        pass
+    configure_logging(settings.log_level)
+    uvloop.install()
     web.run_app(
         create_app(settings),
         host=settings.management_host,

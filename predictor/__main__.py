@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
-
-import uvloop
-
+from infra.service import configure_logging, parse_service_args, run_until_signalled
 from predictor.settings import PredictorSettings
 from predictor.worker import Worker
 
 
-async def _serve(settings: PredictorSettings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await Worker(settings).run(stop)
-
-
 def main(argv: list[str] | None = None) -> int:
-    settings = PredictorSettings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s {settings.predictor_id} %(name)s: %(message)s",
+    parse_service_args(
+        "modelgate predictor", "Answer PredictBatch RPCs from the model store.", argv
     )
-    uvloop.run(_serve(settings))
+    settings = PredictorSettings()
+    configure_logging(settings.log_level, settings.predictor_id)
+    run_until_signalled(Worker(settings).run)
     return 0
 
 

@@ -93,4 +93,4 @@ def model_store(tmp_path: Path) -> Path:
     return path
 
 
-pytest_plugins = ["tests.stack"]
+pytest_plugins = ["tests.stack", "tests.prediction_fixtures"]

@@ -1,7 +1,7 @@
 """Fixtures for the prediction path: trained models in a store, an in-memory registry announced
 on the real broker, ingress in-process on a free port, predictors in-process or as subprocesses.
 
-Import with ``pytest_plugins = ["tests.prediction_fixtures"]`` in a test module.
+Registered for every test by ``pytest_plugins`` in ``tests/conftest.py``.
 """
 
 from __future__ import annotations

@@ -11,8 +11,6 @@ import aiohttp
 from schemas import ApiChangeKind, ApiStatus
 from tests.prediction_fixtures import IRIS_ROW, PredictionWorld
 
-pytest_plugins = ["tests.prediction_fixtures"]
-
 
 async def status_of(http: aiohttp.ClientSession, url: str, key: str) -> tuple[int, str]:
     async with http.post(url, json=IRIS_ROW, headers={"X-API-Key": key}) as response:

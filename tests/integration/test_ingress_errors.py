@@ -20,8 +20,6 @@ from tests.prediction_fixtures import (
     wait_until_ready,
 )
 
-pytest_plugins = ["tests.prediction_fixtures"]
-
 
 class Client:
     """Posts to the prediction route and remembers every status, to compare with the events."""

@@ -19,8 +19,6 @@ from tests.prediction_fixtures import (
     wait_for_consumers,
 )
 
-pytest_plugins = ["tests.prediction_fixtures"]
-
 
 def request_plan(n: int) -> list[tuple[str, dict[str, Any]]]:
     rng = random.Random(7)

@@ -14,8 +14,6 @@ import pytest
 
 from tests.prediction_fixtures import IRIS_ROW, PredictionWorld, collect_request_events
 
-pytest_plugins = ["tests.prediction_fixtures"]
-
 
 def close_connections_named(name: str) -> int:
     """Close, on the broker side, every connection whose client gave this name."""

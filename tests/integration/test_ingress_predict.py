@@ -13,8 +13,6 @@ from tests.prediction_fixtures import (
     expected_prediction,
 )
 
-pytest_plugins = ["tests.prediction_fixtures"]
-
 
 async def post(
     http: aiohttp.ClientSession, url: str, key: str | None, body: Any

@@ -13,8 +13,6 @@ from infra.topology import WORKER_SAMPLE_KEY
 from schemas import WorkerSample
 from tests.prediction_fixtures import IRIS_ROW, PredictionWorld
 
-pytest_plugins = ["tests.prediction_fixtures"]
-
 
 async def test_worker_publishes_samples_with_its_loaded_models(
     world: PredictionWorld, start_ingress: Any, start_worker: Any, topology: Any
