@@ -146,3 +146,29 @@ class EmbeddedClickHouse:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+def close_connections_named(name: str) -> int:
+    """Close, on the broker side, every connection whose client gave this name."""
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    if rabbitmqctl is None:
+        pytest.fail("rabbitmqctl is needed to drop a connection (Debian package rabbitmq-server)")
+    listing = subprocess.run(
+        [rabbitmqctl, "-q", "list_connections", "--no-table-headers", "pid", "client_properties"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    closed = 0
+    for line in listing.splitlines():
+        pid, _, properties = line.partition("\t")
+        if f'{{"connection_name","{name}"}}' in properties:
+            subprocess.run(
+                [rabbitmqctl, "-q", "close_connection", pid.strip(), "test: broker away"],
+                capture_output=True,
+                timeout=60,
+                check=True,
+            )
+            closed += 1
+    return closed
