@@ -124,7 +124,7 @@ SELECT
     api_id,
     sum(requests) AS total,
     sum(successes) AS ok,
-    sum(latency_sum_ms) AS latency_sum,
+    if(sum(latency_count) = 0, 0, sum(latency_sum_ms) / sum(latency_count)) AS latency_avg,
     quantilesTDigestMerge({QUANTILES})(latency_quantiles) AS q,
     max(last_ts) AS last_at
 FROM {db}.request_stats_1d
@@ -140,7 +140,7 @@ def overview_totals_sql(database: str) -> str:
 SELECT
     sum(requests) AS total,
     sum(successes) AS ok,
-    sum(latency_sum_ms) AS latency_sum,
+    if(sum(latency_count) = 0, 0, sum(latency_sum_ms) / sum(latency_count)) AS latency_avg,
     quantilesTDigestMerge({QUANTILES})(latency_quantiles) AS q
 FROM {db}.request_stats_1d
 WHERE api_id IN {{api_ids:Array(String)}}
@@ -195,8 +195,8 @@ RANGE_ROLLUPS: dict[str, tuple[str, str, int, int]] = {
     "30d": ("request_stats_1d", "request_stats_1h", 86_400, 3_600),
 }
 _RANGE_COLUMNS = (
-    "requests, successes, errors_4xx, errors_5xx, latency_sum_ms, latency_quantiles, "
-    "latency_histogram"
+    "requests, successes, errors_4xx, errors_5xx, latency_sum_ms, latency_count, "
+    "latency_quantiles, latency_histogram"
 )
 
 
@@ -211,7 +211,7 @@ SELECT
     sum(successes) AS ok,
     sum(errors_4xx) AS e4,
     sum(errors_5xx) AS e5,
-    sum(latency_sum_ms) AS latency_sum,
+    if(sum(latency_count) = 0, 0, sum(latency_sum_ms) / sum(latency_count)) AS latency_avg,
     quantilesTDigestMerge({QUANTILES})(latency_quantiles) AS q,
     sumMap(latency_histogram) AS histogram
 FROM (
@@ -308,7 +308,7 @@ SELECT
     sum(successes) AS ok,
     sum(errors_4xx) AS e4,
     sum(errors_5xx) AS e5,
-    sum(latency_sum_ms) AS latency_sum,
+    if(sum(latency_count) = 0, 0, sum(latency_sum_ms) / sum(latency_count)) AS latency_avg,
     quantilesTDigestMerge({QUANTILES})(latency_quantiles) AS q,
     sum(cpu_ms) AS cpu
 FROM {db}.{table}
@@ -459,7 +459,7 @@ class MonitoringQueries:
         )
         recent_by_id = {row[0]: (int(row[1]), int(row[2])) for row in recent}
         result = {api_id: ApiSummary() for api_id in ids}
-        for api_id, total, ok, latency_sum, q, last_at in totals:
+        for api_id, total, ok, latency_avg, q, last_at in totals:
             total, ok = int(total), int(ok)
             last_24h, last_7d = recent_by_id.get(api_id, (0, 0))
             result[api_id] = ApiSummary(
@@ -468,7 +468,7 @@ class MonitoringQueries:
                 requests_7d=last_7d,
                 success_rate=rate(ok, total),
                 error_rate=rate(total - ok, total) if total else 0.0,
-                avg_ms=finite(latency_sum / total) if total else 0.0,
+                avg_ms=finite(latency_avg or 0.0),
                 p50_ms=quantile(q, 0),
                 p95_ms=quantile(q, 2),
                 p99_ms=quantile(q, 3),
@@ -488,7 +488,7 @@ class MonitoringQueries:
                 {"api_ids": ids, **recent_window_params(self._now())},
             ),
         )
-        total, ok, latency_sum, q = totals[0]
+        total, ok, latency_avg, q = totals[0]
         total = int(total or 0)
         return Overview(
             total_apis=len(ids),
@@ -496,7 +496,7 @@ class MonitoringQueries:
             total_requests=total,
             requests_24h=sum(int(row[1]) for row in recent),
             success_rate=rate(int(ok or 0), total),
-            avg_ms=finite(latency_sum / total) if total else 0.0,
+            avg_ms=finite(latency_avg or 0.0),
             p95_ms=quantile(q or [], 2),
         )
 
@@ -514,7 +514,7 @@ class MonitoringQueries:
             self.resources(api_id, range_, model_versions, series=False),
         )
         summary = summaries[api_id]
-        total, ok, e4, e5, latency_sum, q, histogram = range_rows[0]
+        total, ok, e4, e5, latency_avg, q, histogram = range_rows[0]
         total, ok = int(total), int(ok)
         return ApiStats(
             range=range_,
@@ -527,7 +527,7 @@ class MonitoringQueries:
             errors_5xx=int(e5),
             success_rate=rate(ok, total),
             error_rate=rate(total - ok, total),
-            avg_ms=finite(latency_sum / total) if total else 0.0,
+            avg_ms=finite(latency_avg or 0.0),
             p50_ms=quantile(q, 0),
             p90_ms=quantile(q, 1),
             p95_ms=quantile(q, 2),
@@ -563,7 +563,7 @@ class MonitoringQueries:
             time_series_sql(self.database, bucket, all_apis=api_id is None), params
         )
         points = []
-        for t, n, ok, e4, e5, latency_sum, q, cpu in rows:
+        for t, n, ok, e4, e5, latency_avg, q, cpu in rows:
             n = int(n)
             points.append(
                 SeriesPoint(
@@ -572,7 +572,7 @@ class MonitoringQueries:
                     successes=int(ok),
                     errors_4xx=int(e4),
                     errors_5xx=int(e5),
-                    avg_ms=finite(latency_sum / n) if n else 0.0,
+                    avg_ms=finite(latency_avg or 0.0),
                     p50_ms=quantile(q, 0) if n else 0.0,
                     p95_ms=quantile(q, 2) if n else 0.0,
                     p99_ms=quantile(q, 3) if n else 0.0,

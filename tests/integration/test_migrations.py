@@ -46,7 +46,7 @@ async def test_migrations_apply_on_an_empty_database_and_reapply_as_a_no_op(
     client = await create_async_client(clickhouse_server)
     try:
         applied = await apply_migrations(client, database, params={"raw_ttl_days": "7"})
-        assert [name[:4] for name in applied] == ["0001", "0002", "0003"]
+        assert [name[:4] for name in applied] == ["0001", "0002", "0003", "0004"]
         first = await tables(client, database)
         assert EXPECTED <= set(first)
         assert first["request_stats_1m"] == "AggregatingMergeTree"
@@ -121,11 +121,16 @@ async def test_later_migrations_keep_rollup_rows_of_events_inserted_before_them(
         assert await apply_migrations(client, ch_database, params=params) == [
             "0002_daily_rollup.sql",
             "0003_rollup_granularity.sql",
+            "0004_latency_of_served_requests.sql",
         ]
         after = make_events(500, ["u1"], start=now - timedelta(hours=1), span_s=600, seed=99)
         await store.insert_events(event_columns(after, ["b"] * len(after)))
         for table in ("request_stats_1m", "request_stats_1h", "request_stats_1d"):
             result = await client.query(f"SELECT sum(requests) FROM {ch_database}.{table}")
             assert result.result_rows[0][0] == 2_500, table
+            # Rows from before 0004 described every request; rows after it, the served ones.
+            served_after = sum(1 for e in after if not 400 <= e.status_code < 500)
+            result = await client.query(f"SELECT sum(latency_count) FROM {ch_database}.{table}")
+            assert result.result_rows[0][0] == 2_000 + served_after, table
     finally:
         await client.close()

@@ -37,7 +37,8 @@ async def insert(client: object, database: str, events: list) -> None:
 async def exact_quantiles(client, database: str, api_id: str, since: datetime) -> list[float]:
     result = await client.query(
         f"SELECT quantilesExact(0.5, 0.95, 0.99)(total_ms) FROM {database}.request_events "
-        "WHERE api_id = {api:String} AND ts >= {since:DateTime64(3, 'UTC')}",
+        "WHERE api_id = {api:String} AND ts >= {since:DateTime64(3, 'UTC')} "
+        "AND NOT (status_code >= 400 AND status_code < 500)",
         parameters={"api": api_id, "since": since.replace(tzinfo=None)},
     )
     return [float(x) for x in result.result_rows[0][0]]
@@ -69,8 +70,34 @@ async def test_rollup_percentiles_agree_with_exact_quantiles_within_2_percent(
     assert stats7.requests_in_range == len(week)
     for value, truth in zip((stats7.p50_ms, stats7.p95_ms, stats7.p99_ms), exact7, strict=True):
         assert within(value, truth), f"7d rollup {value:.3f} vs exact {truth:.3f}"
-    assert sum(b.count for b in stats7.histogram) == len(week)
+    served = [e for e in week if not 400 <= e.status_code < 500]
+    assert sum(b.count for b in stats7.histogram) == len(served)
     assert stats7.histogram[-1].le_ms is None
+
+
+async def test_fast_client_errors_do_not_pull_the_latency_figures_down(
+    client, ch_database: str
+) -> None:
+    """429s and 400s answered in 0.1 ms count as requests and errors, not in the latency."""
+    now = datetime.now(UTC)
+    events = make_events(3_000, ["mixed"], start=now - timedelta(hours=2), span_s=3_600, seed=9)
+    for i, event in enumerate(events):
+        if i % 3:
+            event.status_code, event.total_ms = (429 if i % 2 else 400), 0.1
+        else:
+            event.status_code, event.total_ms = 200, 10.0 + (i % 7)
+    await insert(client, ch_database, events)
+    queries = MonitoringQueries(client, ch_database)
+    stats = await queries.api_stats("mixed", "24h")
+    assert stats.requests_in_range == 3_000
+    assert stats.errors_4xx == 2_000
+    assert 10.0 <= stats.p50_ms <= 16.0 and 10.0 <= stats.avg_ms <= 16.0
+    assert sum(b.count for b in stats.histogram) == 1_000
+    summary = (await queries.summaries(["mixed"]))["mixed"]
+    assert summary.total_requests == 3_000 and 10.0 <= summary.avg_ms <= 16.0
+    series = await queries.time_series("mixed", "24h", "hour")
+    assert sum(p.requests for p in series.points) == 3_000
+    assert all(p.avg_ms == 0.0 or p.avg_ms >= 10.0 for p in series.points)
 
 
 async def test_time_series_has_every_bucket_of_the_range_with_zeros_where_idle(
