@@ -489,40 +489,28 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
             </ResponsiveContainer>
           </div>
         </section>
-        <section className="panel" aria-labelledby="chart-cpu">
-          <h2 id="chart-cpu" className="h-small">
-            {t('chart.cpu')}
-          </h2>
-          <div className="chart" data-testid="chart-cpu">
-            <ResponsiveContainer width="100%" height="100%">
-              <AreaChart data={cpu} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
-                <CartesianGrid strokeDasharray="3 3" vertical={false} />
-                <XAxis dataKey="ts" tickFormatter={tick_} minTickGap={24} tick={{ fontSize: 11 }} />
-                <YAxis width={44} tick={{ fontSize: 11 }} tickFormatter={(v: number) => fmtNum(lang, v, 2)} />
-                <Tooltip labelFormatter={tooltipLabel} formatter={(v) => [fmtPercent(lang, Number(v)), t('stat.cpu')]} />
-                {th?.cpu_percent ? <ReferenceLine y={th.cpu_percent} stroke="#dc2626" strokeDasharray="4 4" /> : null}
-                <Area type="monotone" dataKey="value" stroke="#7c3aed" fill="#7c3aed" fillOpacity={0.25} isAnimationActive={false} connectNulls />
-              </AreaChart>
-            </ResponsiveContainer>
-          </div>
-        </section>
-        <section className="panel" aria-labelledby="chart-memory">
-          <h2 id="chart-memory" className="h-small">
-            {t('chart.memory')}
-          </h2>
-          <div className="chart" data-testid="chart-memory">
-            <ResponsiveContainer width="100%" height="100%">
-              <AreaChart data={memory} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
-                <CartesianGrid strokeDasharray="3 3" vertical={false} />
-                <XAxis dataKey="ts" tickFormatter={tick_} minTickGap={24} tick={{ fontSize: 11 }} />
-                <YAxis width={44} tick={{ fontSize: 11 }} tickFormatter={(v: number) => fmtNum(lang, v, 0)} />
-                <Tooltip labelFormatter={tooltipLabel} formatter={(v) => [fmtMb(lang, Number(v)), t('stat.memory')]} />
-                {th?.memory_mb ? <ReferenceLine y={th.memory_mb} stroke="#dc2626" strokeDasharray="4 4" /> : null}
-                <Area type="monotone" dataKey="value" stroke="#0891b2" fill="#0891b2" fillOpacity={0.25} isAnimationActive={false} connectNulls />
-              </AreaChart>
-            </ResponsiveContainer>
-          </div>
-        </section>
+        <ResourceChart
+          id="cpu"
+          title={t('chart.cpu')}
+          data={cpu}
+          tickFormatter={tick_}
+          labelFormatter={tooltipLabel}
+          axisFormat={(v) => fmtNum(lang, v, 2)}
+          valueFormat={(v) => [fmtPercent(lang, v), t('stat.cpu')]}
+          threshold={th?.cpu_percent}
+          colour="#7c3aed"
+        />
+        <ResourceChart
+          id="memory"
+          title={t('chart.memory')}
+          data={memory}
+          tickFormatter={tick_}
+          labelFormatter={tooltipLabel}
+          axisFormat={(v) => fmtNum(lang, v, 0)}
+          valueFormat={(v) => [fmtMb(lang, v), t('stat.memory')]}
+          threshold={th?.memory_mb}
+          colour="#0891b2"
+        />
         <section className="panel" aria-labelledby="workers-title">
           <h2 id="workers-title" className="h-small">
             {t('detail.workers')}
@@ -569,6 +557,49 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
         </section>
       )}
     </div>
+  )
+}
+
+/** One resource series (CPU or memory) as an area chart, with the alert threshold as a line. */
+function ResourceChart({
+  id,
+  title,
+  data,
+  tickFormatter,
+  labelFormatter,
+  axisFormat,
+  valueFormat,
+  threshold,
+  colour,
+}: {
+  id: string
+  title: string
+  data: unknown[]
+  tickFormatter: (v: string) => string
+  labelFormatter: (v: unknown) => string
+  axisFormat: (v: number) => string
+  valueFormat: (v: number) => [string, string]
+  threshold: number | null | undefined
+  colour: string
+}) {
+  return (
+    <section className="panel" aria-labelledby={`chart-${id}`}>
+      <h2 id={`chart-${id}`} className="h-small">
+        {title}
+      </h2>
+      <div className="chart" data-testid={`chart-${id}`}>
+        <ResponsiveContainer width="100%" height="100%">
+          <AreaChart data={data} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
+            <CartesianGrid strokeDasharray="3 3" vertical={false} />
+            <XAxis dataKey="ts" tickFormatter={tickFormatter} minTickGap={24} tick={{ fontSize: 11 }} />
+            <YAxis width={44} tick={{ fontSize: 11 }} tickFormatter={axisFormat} />
+            <Tooltip labelFormatter={labelFormatter} formatter={(v) => valueFormat(Number(v))} />
+            {threshold ? <ReferenceLine y={threshold} stroke="#dc2626" strokeDasharray="4 4" /> : null}
+            <Area type="monotone" dataKey="value" stroke={colour} fill={colour} fillOpacity={0.25} isAnimationActive={false} connectNulls />
+          </AreaChart>
+        </ResponsiveContainer>
+      </div>
+    </section>
   )
 }
 
