@@ -3,7 +3,6 @@ published as an ``ApiChanged`` so ingress follows without a restart."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +28,7 @@ from schemas.resources import (
     ApiUpdate,
 )
 
-log = logging.getLogger(__name__)
-
+# Must not raise: the change is already committed (``ChangeAnnouncer.announce`` retries on its own).
 ChangePublisher = Callable[[ApiChanged], Awaitable[None]]
 
 
@@ -124,11 +122,7 @@ class Exports:
         )
 
     async def _announce(self, kind: ApiChangeKind, api_id: str, record: ApiRecord | None) -> None:
-        try:
-            await self._publish(ApiChanged(kind=kind, api_id=api_id, api=record))
-        except Exception:
-            # The announcer retries on its own; this only guards against a bug in it.
-            log.exception("could not publish ApiChanged(%s) for %s", kind.value, api_id)
+        await self._publish(ApiChanged(kind=kind, api_id=api_id, api=record))
 
     async def _owned(self, session: AsyncSession, principal: Principal, api_id: str) -> ExportedApi:
         api = await session.scalar(owned_apis(principal).where(ExportedApi.id == api_id))
