@@ -29,7 +29,7 @@ import aio_pika
 from aiohttp.test_utils import TestClient, TestServer
 
 from bench.metrics import start_clickhouse
-from bench.monitoring_queries import CHUNK, insert_sql
+from bench.monitoring_queries import CHUNK, insert_sql, timed
 from infra.clickhouse import create_async_client
 from infra.migrate import apply_migrations
 from infra.topology import Topology, delete_topology
@@ -141,13 +141,7 @@ async def run(args: argparse.Namespace) -> None:
             ]
             print(f"\n{'route':<50} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}   ({args.runs} runs)")
             for name, call in direct:
-                times = []
-                for i in range(args.runs + 1):
-                    t0 = time.perf_counter()
-                    await call()
-                    if i:
-                        times.append((time.perf_counter() - t0) * 1000)
-                report(name, times)
+                report(name, await timed(call, args.runs))
             routes = [
                 "/api/monitoring/apis",
                 "/api/exports?sort=requests&order=desc",
@@ -159,15 +153,13 @@ async def run(args: argparse.Namespace) -> None:
                 "/api/monitoring/apis/api-7/alerts",
             ]
             for route in routes:
-                times = []
-                for i in range(args.runs + 1):
-                    t0 = time.perf_counter()
+
+                async def get(route: str = route) -> None:
                     r = await http.get(route, headers=headers)
                     await r.read()
                     assert r.status == 200, (route, r.status, await r.text())
-                    if i:  # the first call warms caches
-                        times.append((time.perf_counter() - t0) * 1000)
-                report(route, times)
+
+                report(route, await timed(get, args.runs))
         finally:
             await http.close()
     finally:
