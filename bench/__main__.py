@@ -6,7 +6,6 @@ Each scenario is a module ``bench/<name>.py`` with ``main(argv) -> int``.
 from __future__ import annotations
 
 import importlib
-import inspect
 import pkgutil
 import sys
 from pathlib import Path
@@ -35,13 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in scenarios():
         sys.stderr.write(f"unknown scenario {name!r}; known: {', '.join(scenarios())}\n")
         return 2
-    module = importlib.import_module(f"bench.{name}")
-    if inspect.signature(module.main).parameters:
-        result = module.main(rest)
-    else:  # a scenario that reads sys.argv itself
-        sys.argv = [f"bench.{name}", *rest]
-        result = module.main()
-    return int(result or 0)
+    result: int = importlib.import_module(f"bench.{name}").main(rest)
+    return result
 
 
 if __name__ == "__main__":

@@ -14,14 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -29,41 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.metrics import start_clickhouse
 from infra.clickhouse import create_client
 
 HEAVY = (
     "SELECT count() FROM numbers({rows}) WHERE sipHash64(toString(number)) % 7 = 1 "
     "SETTINGS max_threads = 1"
 )
-
-
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "infra.cli",
-            "clickhouse",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                return process, f"http://default:@127.0.0.1:{port}/"
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the embedded ClickHouse did not start")
 
 
 def timed_parallel(url: str, copies: int, work: Callable[[object], object]) -> float:
@@ -87,20 +56,22 @@ def timed_parallel(url: str, copies: int, work: Callable[[object], object]) -> f
     return elapsed
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench clickhouse_concurrency", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--url", help="server to measure (default: start a fresh one)")
     parser.add_argument(
         "--rows", type=int, default=40_000_000, help="rows scanned by the heavy query"
     )
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     process = None
     tmp = tempfile.TemporaryDirectory()
     url = args.url
     if url is None:
-        process, url = start_server(Path(tmp.name) / "data")
+        process, url = start_clickhouse(Path(tmp.name) / "data")
     try:
         heavy = HEAVY.format(rows=args.rows)
         client = create_client(url)
@@ -173,4 +144,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))
