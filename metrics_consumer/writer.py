@@ -136,9 +136,10 @@ class BatchWriter:
     ) -> None:
         fresh: list[Pending] = []
         seen_batches: set[str] = set()
+        duplicates = 0
         for pending in batch:
             if pending.batch_id in self.recent or pending.batch_id in seen_batches:
-                outcome.duplicates += pending.rows
+                duplicates += pending.rows
                 continue
             seen_batches.add(pending.batch_id)
             fresh.append(pending)
@@ -148,7 +149,6 @@ class BatchWriter:
         parts: list[EventRows] = []
         samples: list[WorkerSample] = []
         seen_events: set[str] = set()
-        duplicates = 0
         for pending in fresh:
             rows = pending.events
             if rows is not None and len(rows):
@@ -180,17 +180,13 @@ class BatchWriter:
             await self.store.insert_samples(sample_columns(samples))
         elapsed = time.perf_counter() - started
         # Only once everything is stored do the figures count (a retry recounts from scratch).
-        outcome.events, outcome.samples, outcome.duplicates = (
-            events,
-            len(samples),
-            outcome.duplicates + duplicates,
-        )
+        outcome.events, outcome.samples, outcome.duplicates = events, len(samples), duplicates
         if events or samples:
             self.metrics.insert_seconds.observe(elapsed)
             self.metrics.batch_rows.observe(events + len(samples))
         self.metrics.events_inserted.inc(events)
         self.metrics.samples_inserted.inc(len(samples))
-        self.metrics.duplicates_dropped.inc(outcome.duplicates)
+        self.metrics.duplicates_dropped.inc(duplicates)
         if events:
             oldest_ms = min(part.ts_min for part in parts)
             self.metrics.lag_seconds.set(max(0.0, time.time() - oldest_ms / 1000))

@@ -98,6 +98,16 @@ async def test_retries_until_stored_and_never_doubles_an_insert_that_was_committ
     assert outcome.attempts == 2 and outcome.duplicates == 2 and w.healthy and not w.last_error
 
 
+async def test_a_retried_write_counts_each_dropped_copy_once() -> None:
+    store = MemoryStore()
+    w = writer(store)
+    await w.write([pending("b1", ["e1"])])
+    store.fail_next = 2
+    outcome = await w.write([pending("b1", ["e1"]), pending("b2", ["e2"])])
+    assert outcome.attempts == 3 and outcome.duplicates == 1
+    assert w.metrics.registry.get_sample_value("modelgate_consumer_duplicates_dropped_total") == 1
+
+
 async def test_retries_while_clickhouse_is_down() -> None:
     store = MemoryStore()
     store.fail_next = 3
