@@ -37,19 +37,19 @@ class FeatureValidator:
 
     def row(self, values: Any) -> list[Any]:
         """The row in feature order, or ``InvalidInput`` naming what is wrong."""
-        problems = self._problems(values)
+        row, problems = self._check(values)
         if problems is not None:
             raise InvalidInput(_summary(problems), problems)
-        return self._ordered(values)
+        return row
 
     def rows(self, instances: list[Any]) -> list[list[Any]]:
         """Every instance as a row; all invalid instances are reported together (up to 10)."""
         rows: list[list[Any]] = []
         errors: list[dict[str, Any]] = []
         for index, values in enumerate(instances):
-            problems = self._problems(values)
+            row, problems = self._check(values)
             if problems is None:
-                rows.append(self._ordered(values))
+                rows.append(row)
             else:
                 errors.append({"index": index, **problems})
         if errors:
@@ -64,32 +64,27 @@ class FeatureValidator:
             )
         return rows
 
-    def _ordered(self, values: dict[str, Any]) -> list[Any]:
-        out: list[Any] = []
-        for name, ftype, _, _ in self._specs:
-            value = values.get(name)
-            if ftype is FeatureType.CATEGORY and value is not None and not isinstance(value, str):
-                value = str(value)
-            out.append(value)
-        return out
-
-    def _problems(self, values: Any) -> dict[str, Any] | None:
+    def _check(self, values: Any) -> tuple[list[Any], dict[str, Any] | None]:
+        """The row in feature order and what is wrong with it (None: nothing), in one pass."""
         if not isinstance(values, dict):
-            return {"not_an_object": f"expected a JSON object of features, got {_kind(values)}"}
+            return [], {"not_an_object": f"expected a JSON object of features, got {_kind(values)}"}
+        row: list[Any] = []
         missing: list[str] = []
         mistyped: dict[str, str] = {}
         for name, ftype, required, allowed in self._specs:
             value = values.get(name)
-            if value is None:
-                if required:
-                    missing.append(name)
-                continue
-            problem = _type_problem(ftype, value, allowed)
-            if problem is not None:
-                mistyped[name] = problem
+            if value is not None:
+                problem = _type_problem(ftype, value, allowed)
+                if problem is not None:
+                    mistyped[name] = problem
+                elif ftype is FeatureType.CATEGORY and type(value) is not str:
+                    value = str(value)
+            elif required:
+                missing.append(name)
+            row.append(value)
         unexpected = [k for k in values if k not in self._known]
         if not missing and not mistyped and not unexpected:
-            return None
+            return row, None
         problems: dict[str, Any] = {}
         if missing:
             problems["missing"] = missing
@@ -102,7 +97,7 @@ class FeatureValidator:
             }
             if bad_categories:
                 problems["allowed_categories"] = bad_categories
-        return problems
+        return row, problems
 
 
 def _kind(value: Any) -> str:
