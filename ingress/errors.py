@@ -18,14 +18,12 @@ class IngressError(Exception):
         code: ErrorCode,
         message: str,
         details: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details or {}
-        self.headers = headers or {}
 
     def body(self) -> bytes:
         return error_body(self.code, self.message, self.details)

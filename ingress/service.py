@@ -140,7 +140,7 @@ class PredictionService:
             event["request_bytes"] = len(body)
             answer = await self._predict(entry, body, request_id, event, headers)
         except IngressError as exc:
-            answer = Answer(exc.status, exc.body(), {**headers, **exc.headers})
+            answer = Answer(exc.status, exc.body(), headers)
             event["status_code"] = exc.status
             event["error_code"] = exc.code.value
         except Exception:
