@@ -72,22 +72,22 @@ def _is_trusted(type_name: str) -> bool:
     return type_name.split(".", 1)[0] in TRUSTED_MODULE_ROOTS
 
 
-def untrusted_types_of(path: Path) -> list[str]:
-    """Types in a skops file that neither skops nor our allow-list trusts."""
+def _flagged_types_of(path: Path) -> list[str]:
+    """Types skops itself does not trust in this file (reads and parses the file)."""
     try:
-        names = sio.get_untrusted_types(file=path)
+        return list(sio.get_untrusted_types(file=path))
     except Exception as exc:
         raise InvalidModelError(f"not a readable skops file: {exc}") from exc
-    return [name for name in names if not _is_trusted(name)]
+
+
+def untrusted_types_of(path: Path) -> list[str]:
+    """Types in a skops file that neither skops nor our allow-list trusts."""
+    return [name for name in _flagged_types_of(path) if not _is_trusted(name)]
 
 
 def trusted_types_of(path: Path) -> list[str]:
     """Types skops would flag in this file that the allow-list accepts (passed to ``load``)."""
-    try:
-        names = sio.get_untrusted_types(file=path)
-    except Exception as exc:
-        raise InvalidModelError(f"not a readable skops file: {exc}") from exc
-    return [name for name in names if _is_trusted(name)]
+    return [name for name in _flagged_types_of(path) if _is_trusted(name)]
 
 
 def check_skops_file(path: Path) -> None:
@@ -135,11 +135,12 @@ class ModelStore:
         model_path = folder / MODEL_FILE
         if not model_path.is_file():
             raise ModelNotFoundError(f"no model saved under version {version_id!r}")
-        untrusted = untrusted_types_of(model_path)
+        flagged = _flagged_types_of(model_path)
+        untrusted = [name for name in flagged if not _is_trusted(name)]
         if untrusted:
             raise UntrustedModelError(untrusted)
         try:
-            estimator = sio.load(model_path, trusted=trusted_types_of(model_path))
+            estimator = sio.load(model_path, trusted=flagged)
         except Exception as exc:
             raise InvalidModelError(f"cannot load model {version_id!r}: {exc}") from exc
         metadata: dict[str, Any] = {}
