@@ -144,7 +144,6 @@ async def publish_backlog(exchange: Any, total: int) -> float:
 async def publish_steady(exchange: Any, rate: int, seconds: float) -> int:
     """Publish ``rate`` events/s in messages of 500, ts = publish time; returns events sent."""
     rng = random.Random(2)
-    interval = EVENTS_PER_MESSAGE / rate
     started = time.monotonic()
     sent = 0
     while time.monotonic() - started < seconds:
@@ -160,7 +159,6 @@ async def publish_steady(exchange: Any, rate: int, seconds: float) -> int:
             routing_key=REQUEST_EVENTS_KEY,
         )
         sent += EVENTS_PER_MESSAGE
-    del interval
     return sent
 
 
