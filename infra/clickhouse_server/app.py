@@ -33,6 +33,7 @@ from infra.clickhouse_server.protocol import (
 )
 from infra.clickhouse_server.service import QueryService, Reply, credentials_from
 from infra.clickhouse_server.settings import ClickHouseServerSettings
+from infra.service import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -254,9 +255,7 @@ def main(argv: list[str]) -> int:
     if args.data_dir:
         overrides["clickhouse_server_data_dir"] = args.data_dir
     settings = ClickHouseServerSettings(**overrides)  # type: ignore[arg-type]
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     web.run_app(
         create_app(settings),
         host=settings.clickhouse_server_host,
