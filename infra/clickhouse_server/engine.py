@@ -83,11 +83,10 @@ class QueryOutcome:
 
 
 def _outcome(result: Any) -> QueryOutcome:
-    data = result.bytes() if result is not None else b""
     if result is None:
         return QueryOutcome(b"")
     return QueryOutcome(
-        data=data,
+        data=result.bytes(),
         read_rows=int(result.storage_rows_read()),
         read_bytes=int(result.storage_bytes_read()),
         written_rows=int(result.rows_written()),

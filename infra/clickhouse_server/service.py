@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import hmac
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from chdb.state.sqlitelike import InsertResult, StreamingInserter
 
-from infra.clickhouse_server.engine import Engine, EngineConnection, QueryOutcome
+from infra.clickhouse_server.engine import Engine, QueryOutcome
 from infra.clickhouse_server.protocol import (
     AUTHENTICATION_FAILED,
     CANNOT_DECOMPRESS,
@@ -105,7 +105,6 @@ class Reply:
     summary: dict[str, str]
     body: bytes
     rest: AsyncGenerator[bytes, None] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 class BodyReader:
@@ -292,9 +291,8 @@ class QueryService:
     ) -> AsyncGenerator[QueryOutcome, None]:
         async with self.engine.lease(level) as connection:
             await self.engine.run(connection.prepare, database, params.settings)
-            iterator = await self.engine.run(
-                _start_stream, connection, sql, fmt, params.query_params
-            )
+            # A generator: the query is sent by the first ``next``, in the engine's pool.
+            iterator = connection.stream(sql, fmt, params.query_params)
             try:
                 while True:
                     chunk = await self.engine.run(next, iterator, None)
@@ -349,13 +347,6 @@ async def _data_of(chunks: AsyncGenerator[QueryOutcome, None]) -> AsyncGenerator
             yield chunk.data
     finally:
         await chunks.aclose()
-
-
-def _start_stream(
-    connection: EngineConnection, sql: str, fmt: str, params: dict[str, str]
-) -> Generator[QueryOutcome, None, None]:
-    iterator = connection.stream(sql, fmt, params)
-    return iterator
 
 
 def _append(inserter: StreamingInserter, data: bytes) -> None:
