@@ -20,6 +20,8 @@ from aio_pika.abc import AbstractExchange
 from infra.clickhouse import create_async_client
 from infra.migrate import apply_migrations
 from infra.topology import REQUEST_EVENTS_KEY
+from metrics_consumer.decoding import event_columns
+from metrics_consumer.store import EventStore
 from schemas.messages import RequestEvent, RequestEventBatch, dump
 from tests.services import free_port
 
@@ -93,6 +95,14 @@ async def migrate(url: str, database: str) -> None:
         await apply_migrations(client, database, params={"raw_ttl_days": "30"})
     finally:
         await client.close()
+
+
+async def store_events(client: Any, database: str, events: Sequence[RequestEvent]) -> None:
+    """Insert events as the consumer does (columnar, batch id "b"), 50,000 per insert."""
+    store = EventStore(client, database)
+    for start in range(0, len(events), 50_000):
+        chunk = events[start : start + 50_000]
+        await store.insert_events(event_columns(chunk, ["b"] * len(chunk)))
 
 
 async def counts(url: str, database: str) -> tuple[int, int]:

@@ -10,9 +10,7 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from infra.clickhouse import create_async_client
-from metrics_consumer.decoding import event_columns
-from metrics_consumer.store import EventStore
-from tests.integration.metrics_support import make_events, migrate
+from tests.integration.metrics_support import make_events, migrate, store_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -23,7 +21,7 @@ async def test_read_only_analyst_queries_views_and_cannot_write(
     await migrate(clickhouse_server, ch_database)
     writer = await create_async_client(clickhouse_server)
     events = make_events(1_000, ["an"], start=datetime.now(UTC) - timedelta(hours=1))
-    await EventStore(writer, ch_database).insert_events(event_columns(events, ["b"] * 1_000))
+    await store_events(writer, ch_database, events)
     await writer.close()
 
     url = urlparse(clickhouse_server)

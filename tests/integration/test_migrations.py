@@ -10,9 +10,7 @@ import pytest
 
 from infra.clickhouse import create_async_client
 from infra.migrate import apply_migrations
-from metrics_consumer.decoding import event_columns
-from metrics_consumer.store import EventStore
-from tests.integration.metrics_support import make_events
+from tests.integration.metrics_support import make_events, store_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -73,9 +71,7 @@ async def test_materialized_views_fill_every_rollup_on_insert(
         await apply_migrations(client, ch_database, params={"raw_ttl_days": "30"})
         now = datetime.now(UTC)
         events = make_events(3_000, ["r1", "r2"], start=now - timedelta(hours=3), span_s=7200)
-        await EventStore(client, ch_database).insert_events(
-            event_columns(events, ["b"] * len(events))
-        )
+        await store_events(client, ch_database, events)
         for table in ("request_stats_1m", "request_stats_1h", "request_stats_1d"):
             result = await client.query(
                 f"SELECT api_id, sum(requests), sum(successes) + sum(errors_4xx) + "
@@ -108,13 +104,12 @@ async def test_later_migrations_keep_rollup_rows_of_events_inserted_before_them(
     first_only.mkdir()
     shutil.copy(MIGRATIONS_DIR / "0001_metrics_schema.sql", first_only)
     client = await create_async_client(clickhouse_server)
-    store = EventStore(client, ch_database)
     try:
         params = {"raw_ttl_days": "30"}
         await apply_migrations(client, ch_database, params=params, directory=first_only)
         now = datetime.now(UTC)
         before = make_events(2_000, ["u1"], start=now - timedelta(days=2), span_s=86_400)
-        await store.insert_events(event_columns(before, ["b"] * len(before)))
+        await store_events(client, ch_database, before)
         # Migrations run before the services start; 0002's backfill takes rows inserted before
         # the second its view was created (system.tables keeps whole seconds).
         await asyncio.sleep(1.1)
@@ -124,7 +119,7 @@ async def test_later_migrations_keep_rollup_rows_of_events_inserted_before_them(
             "0004_latency_of_served_requests.sql",
         ]
         after = make_events(500, ["u1"], start=now - timedelta(hours=1), span_s=600, seed=99)
-        await store.insert_events(event_columns(after, ["b"] * len(after)))
+        await store_events(client, ch_database, after)
         for table in ("request_stats_1m", "request_stats_1h", "request_stats_1d"):
             result = await client.query(f"SELECT sum(requests) FROM {ch_database}.{table}")
             assert result.result_rows[0][0] == 2_500, table

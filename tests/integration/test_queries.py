@@ -11,10 +11,10 @@ import pytest
 
 from infra.clickhouse import create_async_client
 from management_api.queries import MonitoringQueries
-from metrics_consumer.decoding import event_columns, sample_columns
+from metrics_consumer.decoding import sample_columns
 from metrics_consumer.store import EventStore
 from schemas.messages import WorkerSample
-from tests.integration.metrics_support import make_events, migrate
+from tests.integration.metrics_support import make_events, migrate, store_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -25,13 +25,6 @@ async def client(clickhouse_server: str, ch_database: str) -> AsyncIterator[obje
     client = await create_async_client(clickhouse_server)
     yield client
     await client.close()
-
-
-async def insert(client: object, database: str, events: list) -> None:
-    store = EventStore(client, database)
-    for start in range(0, len(events), 50_000):
-        chunk = events[start : start + 50_000]
-        await store.insert_events(event_columns(chunk, ["b"] * len(chunk)))
 
 
 async def exact_quantiles(client, database: str, api_id: str, since: datetime) -> list[float]:
@@ -54,7 +47,7 @@ async def test_rollup_percentiles_agree_with_exact_quantiles_within_2_percent(
     now = datetime.now(UTC)
     day = make_events(150_000, ["lat"], start=now - timedelta(hours=23), span_s=22 * 3600, seed=3)
     week = make_events(150_000, ["lat7"], start=now - timedelta(days=6), span_s=5 * 86_400, seed=4)
-    await insert(client, ch_database, day + week)
+    await store_events(client, ch_database, day + week)
     queries = MonitoringQueries(client, ch_database)
 
     stats = await queries.api_stats("lat", "24h")  # merges ~1,320 per-minute TDigest states
@@ -86,7 +79,7 @@ async def test_fast_client_errors_do_not_pull_the_latency_figures_down(
             event.status_code, event.total_ms = (429 if i % 2 else 400), 0.1
         else:
             event.status_code, event.total_ms = 200, 10.0 + (i % 7)
-    await insert(client, ch_database, events)
+    await store_events(client, ch_database, events)
     queries = MonitoringQueries(client, ch_database)
     stats = await queries.api_stats("mixed", "24h")
     assert stats.requests_in_range == 3_000
@@ -108,7 +101,7 @@ async def test_time_series_has_every_bucket_of_the_range_with_zeros_where_idle(
     # 300 events in the minute 10 minutes ago, 200 in the minute 3 hours ago, nothing else.
     events = make_events(300, ["ts"], start=minute - timedelta(minutes=10), span_s=30, seed=8)
     events += make_events(200, ["ts"], start=minute - timedelta(hours=3), span_s=30, seed=9)
-    await insert(client, ch_database, events)
+    await store_events(client, ch_database, events)
     queries = MonitoringQueries(client, ch_database)
 
     series = await queries.time_series("ts", "24h", "minute")
@@ -142,7 +135,7 @@ async def test_summaries_history_slowest_and_resources(client, ch_database: str)
     day_in = make_events(10, ["edge"], start=now - timedelta(days=1, minutes=-3), span_s=1)
     day_out = make_events(20, ["edge"], start=now - timedelta(days=1, minutes=3), span_s=1)
     week_out = make_events(40, ["edge"], start=now - timedelta(days=7, minutes=3), span_s=1)
-    await insert(client, ch_database, events + old + day_in + day_out + week_out)
+    await store_events(client, ch_database, events + old + day_in + day_out + week_out)
     await EventStore(client, ch_database).insert_samples(
         sample_columns(
             [
