@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
@@ -27,13 +27,11 @@ from schemas.monitoring import (
     StatusFilter,
     TimeSeries,
 )
-from schemas.resources import AlertThresholds, ApiPublic
+from schemas.resources import AlertThresholds, ApiPublic, SortKey
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-SortKey = Literal["name", "created_at", "requests", "last_used", "error_rate"]
-SORT_KEYS: tuple[str, ...] = ("name", "created_at", "requests", "last_used", "error_rate")
 CRITICAL_FACTOR = 1.5
 """A value this many times its threshold is critical rather than a warning."""
 MIN_REQUESTS_FOR_RATES = 10
@@ -208,7 +206,3 @@ class Monitoring:
         api = await self._exports.get(principal, api_id)
         stats = await self._ask(lambda q: q.api_stats(api.id, "24h", [api.model_version_id]))
         return AlertList(items=compute_alerts(stats, api.alert_thresholds))
-
-
-def api_ids(apis: Sequence[ApiPublic]) -> list[str]:
-    return [a.id for a in apis]

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.messages import ApiStatus, FeatureSpec, Task
-from schemas.monitoring import ApiSummary
+from schemas.monitoring import ApiSummary, Bucket, Range, StatusFilter
 
 JsonValue = Any
 
@@ -299,11 +299,14 @@ class QueryModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+SortKey = Literal["name", "created_at", "requests", "last_used", "error_rate"]
+
+
 class ApiListQuery(QueryModel):
     status: ApiStatus | None = None
     model_id: str | None = None
     q: str | None = Field(None, max_length=200, description="matched against API and model names")
-    sort: Literal["name", "created_at", "requests", "last_used", "error_rate"] = "created_at"
+    sort: SortKey = "created_at"
     order: Literal["asc", "desc"] = "desc"
 
 
@@ -312,12 +315,12 @@ class LogsQuery(QueryModel):
 
 
 class RangeQuery(QueryModel):
-    range: Literal["24h", "7d", "30d"] = "24h"
+    range: Range = "24h"
 
 
 class TimeSeriesQuery(QueryModel):
-    range: Literal["24h", "7d", "30d"] = "24h"
-    bucket: Literal["minute", "hour", "day"] | None = Field(
+    range: Range = "24h"
+    bucket: Bucket | None = Field(
         None, description="default: minute for 24h, hour for 7d, day for 30d"
     )
 
@@ -325,7 +328,7 @@ class TimeSeriesQuery(QueryModel):
 class RequestsQuery(QueryModel):
     page: int = Field(1, ge=1)
     page_size: int = Field(50, ge=1, le=1000)
-    status: Literal["success", "error", "4xx", "5xx"] | None = None
+    status: StatusFilter | None = None
 
 
 class Health(BaseModel):
