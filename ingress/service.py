@@ -121,7 +121,8 @@ class PredictionService:
             if not entry.active:
                 raise IngressError(403, ErrorCode.API_INACTIVE, "this API is inactive")
             decision = self.rate_limiter.take(entry.api_id, entry.rate_limit_per_minute)
-            headers = {**JSON_HEADERS, **decision.headers()}
+            headers = decision.headers()  # a fresh dict: add to it rather than copy it
+            headers.update(JSON_HEADERS)
             if not decision.allowed:
                 raise IngressError(
                     429,
