@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -177,7 +176,3 @@ class Accounts:
                 user.password_hash = hash_password(password)
             await session.commit()
             return user_public(user)
-
-
-def principal_of(user: Any) -> Principal:
-    return Principal(user_id=user.id, username=user.username, role=Role(user.role))
