@@ -105,6 +105,15 @@ _INT_FIELDS = {
     "response_bytes": _UINT32_MAX,
 }
 _FLOAT_FIELDS = ("total_ms", "queue_ms", "inference_ms", "cpu_ms", "worker_rss_mb")
+# Low-cardinality text repeats in every event: one shared object per value keeps buffers small.
+_SHARED_FIELDS = frozenset(
+    {"api_id", "model_version", "error_code", "worker_id", "ingress_id", "key_prefix", "prediction"}
+)
+
+
+def _shared(values: list[str]) -> list[str]:
+    shared: dict[str, str] = {}
+    return [shared.setdefault(v, v) for v in values]
 
 
 def decode_event_batch(body: bytes) -> EventBatch:
@@ -128,10 +137,7 @@ def decode_event_batch(body: bytes) -> EventBatch:
         values = [e.get(name, default) for e in events]
         if not all(type(v) is str for v in values):
             _refuse(events, name, values, "a string")
-        if name in _SHARED_FIELDS:
-            shared: dict[str, str] = {}
-            values = [shared.setdefault(v, v) for v in values]
-        columns[name] = values
+        columns[name] = _shared(values) if name in _SHARED_FIELDS else values
     for name, limit in _INT_FIELDS.items():
         default_int = None if name in _REQUIRED else 0
         values = [e.get(name, default_int) for e in events]
@@ -204,12 +210,6 @@ def epoch_ms(event: RequestEvent | WorkerSample) -> int:
     return int(event.ts.timestamp() * 1000)
 
 
-# Low-cardinality text repeats in every event: one shared object per value keeps buffers small.
-_SHARED_FIELDS = frozenset(
-    {"api_id", "model_version", "error_code", "worker_id", "ingress_id", "key_prefix", "prediction"}
-)
-
-
 @dataclass
 class EventRows:
     """The events of one message as columns (``EVENT_COLUMNS`` order): compact while buffered,
@@ -242,10 +242,7 @@ def event_rows(events: Sequence[RequestEvent], batch_id: str) -> EventRows:
     ]
     for name in _PLAIN_EVENT_FIELDS:
         values = [getattr(e, name) for e in events]
-        if name in _SHARED_FIELDS:
-            shared: dict[str, str] = {}
-            values = [shared.setdefault(v, v) for v in values]
-        columns.append(values)
+        columns.append(_shared(values) if name in _SHARED_FIELDS else values)
     return EventRows(columns, min(timestamps, default=0), max(timestamps, default=0))
 
 
