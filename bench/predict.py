@@ -35,6 +35,8 @@ import aio_pika
 import aiohttp
 import psutil
 
+from infra.stack import port_open
+
 ROOT = Path(__file__).resolve().parents[1]
 IRIS_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 IRIS_FEATURES = list(IRIS_ROW)
@@ -61,8 +63,6 @@ def lua_string(text: str) -> str:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -415,6 +415,31 @@ def machine() -> str:
     return f"{platform.node()}, {cpu}, nproc={os.cpu_count()}, Python {platform.python_version()}"
 
 
+def print_run(
+    result: dict[str, Any], watched: dict[str, psutil.Process], cpu_before: dict[str, float]
+) -> None:
+    """The wrk figures and the CPU each watched process spent per request."""
+    cpu_used = {name: cpu_seconds(p) - cpu_before[name] for name, p in watched.items()}
+    print(f"  modelgate ingress  {fmt(result)}")
+    print(
+        "  CPU per request: "
+        + ", ".join(
+            f"{name} {used / max(1, result['requests']) * 1e6:.0f} us"
+            for name, used in cpu_used.items()
+        )
+    )
+
+
+async def compare_with_echo(
+    args: argparse.Namespace, body: str, workdir: Path, result: dict[str, Any]
+) -> None:
+    """Load the bare aiohttp echo the same way and print the ratio and the machine."""
+    echo = await measure_echo(args, body, workdir)
+    print(f"  aiohttp JSON echo  {fmt(echo)}")
+    print(f"  ratio ingress / echo: {result['rps'] / echo['rps']:.2f}")
+    print(f"  machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+
+
 async def run_own(args: argparse.Namespace, workdir: Path) -> int:
     stack = OwnStack(args, workdir)
     print(f"starting ingress + {args.predictors} predictors (namespace {stack.namespace}) ...")
@@ -431,15 +456,7 @@ async def run_own(args: argparse.Namespace, workdir: Path) -> int:
         result = await run_wrk(
             url, body, key, args.duration, args.connections, args.threads, workdir
         )
-        cpu_used = {name: cpu_seconds(p) - cpu_before[name] for name, p in watched.items()}
-        print(f"  modelgate ingress  {fmt(result)}")
-        print(
-            "  CPU per request: "
-            + ", ".join(
-                f"{name} {used / max(1, result['requests']) * 1e6:.0f} us"
-                for name, used in cpu_used.items()
-            )
-        )
+        print_run(result, watched, cpu_before)
         ingress_rss = rss_mb(stack.processes["ingress"].pid)
         predictor_rss = [
             rss_mb(p.pid) for name, p in stack.processes.items() if name.startswith("predictor")
@@ -460,10 +477,7 @@ async def run_own(args: argparse.Namespace, workdir: Path) -> int:
         f"(includes {args.models * 4} warm-up requests), still buffered {depth}; "
         f"wrk completed {result['requests']} requests"
     )
-    echo = await measure_echo(args, body, workdir)
-    print(f"  aiohttp JSON echo  {fmt(echo)}")
-    print(f"  ratio ingress / echo: {result['rps'] / echo['rps']:.2f}")
-    print(f"  machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    await compare_with_echo(args, body, workdir, result)
     return 0
 
 
@@ -495,15 +509,7 @@ async def run_stack(args: argparse.Namespace, workdir: Path, demo: dict[str, Any
     watched.update(broker_processes())
     cpu_before = {name: cpu_seconds(p) for name, p in watched.items()}
     result = await run_wrk(url, body, key, args.duration, args.connections, args.threads, workdir)
-    cpu_used = {name: cpu_seconds(p) - cpu_before[name] for name, p in watched.items()}
-    print(f"  modelgate ingress  {fmt(result)}")
-    print(
-        "  CPU per request: "
-        + ", ".join(
-            f"{name} {used / max(1, result['requests']) * 1e6:.0f} us"
-            for name, used in cpu_used.items()
-        )
-    )
+    print_run(result, watched, cpu_before)
     print(
         "  RSS: "
         + ", ".join(
@@ -525,10 +531,7 @@ async def run_stack(args: argparse.Namespace, workdir: Path, demo: dict[str, Any
             "  events stored in ClickHouse request_events during the run: "
             f"{stored_after - stored_before}"
         )
-    echo = await measure_echo(args, body, workdir)
-    print(f"  aiohttp JSON echo  {fmt(echo)}")
-    print(f"  ratio ingress / echo: {result['rps'] / echo['rps']:.2f}")
-    print(f"  machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    await compare_with_echo(args, body, workdir, result)
     return 0
 
 
@@ -553,7 +556,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         demo = None
         if args.stack:
-            if not port_open(int(os.environ.get("MODELGATE_MANAGEMENT_PORT", "8080"))):
+            management_port = int(os.environ.get("MODELGATE_MANAGEMENT_PORT", "8080"))
+            if not port_open("127.0.0.1", management_port):
                 stack = start_stack(workdir)
                 if stack is None:
                     return 1
@@ -570,12 +574,6 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 stack.kill()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def start_stack(workdir: Path, timeout: float = 240.0) -> subprocess.Popen[bytes] | None:
