@@ -27,7 +27,16 @@ from management_api.keys import (
     SETTINGS,
 )
 from management_api.training import ALGORITHMS, TrainingError, dataset_infos, read_csv
-from schemas.monitoring import AlertList, ApiStats, Overview, RequestPage, Resources, TimeSeries
+from schemas.monitoring import (
+    AlertList,
+    ApiStats,
+    Bucket,
+    Overview,
+    Range,
+    RequestPage,
+    Resources,
+    TimeSeries,
+)
 from schemas.resources import (
     AlgorithmList,
     ApiCreate,
@@ -61,7 +70,7 @@ from schemas.resources import (
     UserUpdate,
 )
 
-DEFAULT_BUCKET = {"24h": "minute", "7d": "hour", "30d": "day"}
+DEFAULT_BUCKET: dict[Range, Bucket] = {"24h": "minute", "7d": "hour", "30d": "day"}
 
 # --- accounts ---------------------------------------------------------------------------------
 
@@ -305,7 +314,7 @@ async def monitoring_timeseries(request: web.Request) -> web.StreamResponse:
             principal(request),
             request.match_info["id"],
             query.range,
-            bucket,  # type: ignore[arg-type]
+            bucket,
         )
     )
 
