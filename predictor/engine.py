@@ -131,6 +131,7 @@ class BatchPredictor:
             )
         estimator = model.estimator
         with_proba = want_probabilities and hasattr(estimator, "predict_proba")
+        row_errors = 0
         try:
             results = self._predict(estimator, feature_names, rows, with_proba)
         except Exception as exc:
@@ -140,6 +141,7 @@ class BatchPredictor:
                 try:
                     results.extend(self._predict(estimator, feature_names, [row], with_proba))
                 except Exception as row_exc:
+                    row_errors += 1
                     results.append(
                         {
                             "error_code": ErrorCode.PREDICTION_FAILED.value,
@@ -150,7 +152,7 @@ class BatchPredictor:
             results=results,
             inference_ms=(time.perf_counter() - started) * 1000.0,
             cpu_ms=(time.thread_time() - cpu_started) * 1000.0,
-            row_errors=sum(1 for r in results if "error_code" in r),
+            row_errors=row_errors,
         )
 
     @staticmethod

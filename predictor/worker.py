@@ -275,10 +275,7 @@ class Worker:
 
     def sample(self) -> WorkerSample:
         """The worker's resources now: CPU % since the last sample, RSS, loaded models."""
-        self._rss_mb = self._process.memory_info().rss / MB
-        loaded = self.cache.loaded()
-        self.metrics.rss.set(self._rss_mb * MB)
-        self.metrics.models_loaded.set(len(loaded))
+        loaded = self.sample_gauges()
         return WorkerSample(
             worker_id=self.worker_id,
             hostname=socket.gethostname(),
@@ -334,6 +331,10 @@ class Worker:
         sockets = getattr(server, "sockets", None) or []
         self.metrics_port = sockets[0].getsockname()[1] if sockets else port
 
-    def sample_gauges(self) -> None:
-        self.metrics.rss.set(self._process.memory_info().rss)
-        self.metrics.models_loaded.set(len(self.cache.loaded()))
+    def sample_gauges(self) -> dict[str, int]:
+        """Read RSS and the loaded models now into the gauges (and the RSS replies report)."""
+        self._rss_mb = self._process.memory_info().rss / MB
+        loaded = self.cache.loaded()
+        self.metrics.rss.set(self._rss_mb * MB)
+        self.metrics.models_loaded.set(len(loaded))
+        return loaded
