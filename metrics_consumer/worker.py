@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack, suppress
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -110,7 +110,7 @@ class Worker:
             await channel.set_qos(prefetch_count=self.settings.consumer_prefetch)
             self.topology = await declare_topology(channel, self.names)
             flusher = asyncio.create_task(self._flush_loop(), name="flush")
-            consumer = asyncio.create_task(self._consume(channel), name="consume")
+            consumer = asyncio.create_task(self._consume(), name="consume")
             stopper = asyncio.create_task(stop.wait())
             try:
                 done, _ = await asyncio.wait(
@@ -168,7 +168,7 @@ class Worker:
 
     # -- consuming -------------------------------------------------------------------------
 
-    async def _consume(self, channel: AbstractChannel) -> None:
+    async def _consume(self) -> None:
         assert self.topology is not None
         async with self.topology.metrics_events.iterator() as messages:
             self._consuming = True
