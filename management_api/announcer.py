@@ -78,24 +78,20 @@ class ChangeAnnouncer:
         delay = self._retry_initial_s
         while self._pending:
             await asyncio.sleep(delay)
-            try:
-                await self._publish(self._pending[0])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                delay = min(delay * 2, self._retry_max_s)
-                log.warning("control event still unpublished (%r); next try in %.1fs", exc, delay)
-                continue
-            self._pending.popleft()
-            delay = self._retry_initial_s
+            delay = min(delay * 2, self._retry_max_s)
+            # Publish what is pending back to back until the broker refuses one again.
             while self._pending:
                 try:
                     await self._publish(self._pending[0])
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as exc:
+                    log.warning(
+                        "control event still unpublished (%r); next try in %.1fs", exc, delay
+                    )
                     break
                 self._pending.popleft()
+                delay = self._retry_initial_s
         log.info("pending control events published")
 
     async def close(self) -> None:
