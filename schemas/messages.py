@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -202,18 +201,6 @@ class WorkerSample(Message):
     rows: int = 0
 
 
-EventKind = Literal["request.batch", "worker.sample"]
-
-
 def dump(message: BaseModel) -> bytes:
     """Encode a message as JSON bytes (pydantic's own serializer; handles datetimes)."""
     return message.__pydantic_serializer__.to_json(message)
-
-
-def load_any(data: bytes) -> dict[str, Any]:
-    import orjson
-
-    value = orjson.loads(data)
-    if not isinstance(value, dict):
-        raise ValueError("message body is not a JSON object")
-    return value
