@@ -57,9 +57,10 @@ class StackSettings(CommonSettings):
     """How long to wait for each service to come up."""
 
 
-def port_open(host: str, port: int) -> bool:
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections there (used by the stack, tests and benches)."""
     try:
-        with socket.create_connection((host, port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False

@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from infra.stack import port_open
+
 RABBITMQ_HOWTO = (
     "RabbitMQ is needed by this test and none could be reached.\n"
     "  - set MODELGATE_TEST_RABBITMQ_URL=amqp://user:pass@host:5672/ to use one, or\n"
@@ -29,14 +31,6 @@ CLICKHOUSE_HOWTO = (
     "  - make sure the embedded server starts: `.venv/bin/modelgate clickhouse --port 8123`\n"
     "    (needs the chdb-core package; `make test` installs it)."
 )
-
-
-def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def free_port() -> int:
