@@ -7,6 +7,7 @@ ClickHouse, so no service special-cases either.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -14,6 +15,13 @@ from urllib.parse import unquote, urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.asyncclient import AsyncClient
 from clickhouse_connect.driver.client import Client
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def is_identifier(name: str) -> bool:
+    """Whether a name (a database) can go into SQL text unquoted: databases cannot be parameters."""
+    return _IDENTIFIER.match(name) is not None
 
 
 @dataclass(frozen=True)

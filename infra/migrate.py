@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.clickhouse import create_async_client
+from infra.clickhouse import create_async_client, is_identifier
 from infra.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _FILE_RE = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")
-_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class MigrationError(Exception):
@@ -91,7 +90,7 @@ def split_statements(text: str) -> list[str]:
 
 
 def _quote(name: str) -> str:
-    if not _IDENTIFIER_RE.match(name):
+    if not is_identifier(name):
         raise MigrationError(f"database name {name!r} is not a plain identifier")
     return name
 

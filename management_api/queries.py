@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from infra.clickhouse import is_identifier
 from schemas.monitoring import (
     BUCKET_SECONDS,
     RANGE_SECONDS,
@@ -54,15 +54,13 @@ STATUS_CONDITIONS: dict[str, str] = {
 # A worker counts as "now" in resources when sampled within this many seconds.
 RECENT_SECONDS = 300
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
 
 class QueryError(ValueError):
     """A monitoring query was asked for something it cannot answer (bad range, bucket, filter)."""
 
 
 def check_database(database: str) -> str:
-    if not _IDENTIFIER.match(database):
+    if not is_identifier(database):
         raise QueryError(f"invalid ClickHouse database name {database!r}")
     return database
 

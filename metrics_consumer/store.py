@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
+from infra.clickhouse import is_identifier
 from metrics_consumer.decoding import EVENT_COLUMNS, SAMPLE_COLUMNS
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Batch ids per lookup query: keeps the URL of server-side parameters short.
 LOOKUP_CHUNK = 50
 
@@ -37,7 +36,7 @@ class EventStore:
     """request_events and worker_samples of one database, over a clickhouse-connect async client."""
 
     def __init__(self, client: Any, database: str, timeout_s: float = 60.0) -> None:
-        if not _IDENTIFIER.match(database):
+        if not is_identifier(database):
             raise ValueError(f"invalid ClickHouse database name {database!r}")
         self.client = client
         self.database = database
