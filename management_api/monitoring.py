@@ -121,11 +121,7 @@ class Monitoring:
 
     async def close(self) -> None:
         if self._queries is not None:
-            close = getattr(self._queries.client, "close", None)
-            if close is not None:
-                result = close()
-                if asyncio.iscoroutine(result):
-                    await result
+            await self._queries.client.close()
             self._queries = None
 
     async def _ask(self, call: Callable[[MonitoringQueries], Awaitable[T]]) -> T:
