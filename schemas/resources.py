@@ -24,7 +24,7 @@ class Role(StrEnum):
 
 
 class RequestModel(BaseModel):
-    """Base of every request body: unknown fields are refused."""
+    """Base of every request body and query string: unknown fields are refused."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -295,14 +295,10 @@ class ApiDocs(BaseModel):
 # --- query strings ----------------------------------------------------------------------------
 
 
-class QueryModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 SortKey = Literal["name", "created_at", "requests", "last_used", "error_rate"]
 
 
-class ApiListQuery(QueryModel):
+class ApiListQuery(RequestModel):
     status: ApiStatus | None = None
     model_id: str | None = None
     q: str | None = Field(None, max_length=200, description="matched against API and model names")
@@ -310,22 +306,22 @@ class ApiListQuery(QueryModel):
     order: Literal["asc", "desc"] = "desc"
 
 
-class LogsQuery(QueryModel):
+class LogsQuery(RequestModel):
     after: int = Field(0, ge=0, description="first line to return (the previous answer's next)")
 
 
-class RangeQuery(QueryModel):
+class RangeQuery(RequestModel):
     range: Range = "24h"
 
 
-class TimeSeriesQuery(QueryModel):
+class TimeSeriesQuery(RequestModel):
     range: Range = "24h"
     bucket: Bucket | None = Field(
         None, description="default: minute for 24h, hour for 7d, day for 30d"
     )
 
 
-class RequestsQuery(QueryModel):
+class RequestsQuery(RequestModel):
     page: int = Field(1, ge=1)
     page_size: int = Field(50, ge=1, le=1000)
     status: StatusFilter | None = None
