@@ -135,7 +135,7 @@ async def run(args: argparse.Namespace) -> None:
             queries = MonitoringQueries(client, database)
             ids = [f"api-{i}" for i in range(args.apis)]
             direct = [
-                ("(direct) queries.summaries, 100 APIs", lambda: queries.summaries(ids)),
+                (f"(direct) queries.summaries, {args.apis} APIs", lambda: queries.summaries(ids)),
                 ("(direct) queries.api_stats 24h", lambda: queries.api_stats("api-7", "24h")),
                 ("(direct) queries.api_stats 30d", lambda: queries.api_stats("api-7", "30d")),
             ]
