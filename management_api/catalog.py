@@ -133,7 +133,7 @@ class Catalog:
         if example is None:
             output = await asyncio.to_thread(example_prediction, trained)
             example = {"input": trained.example, "output": output}
-        for attempt in range(5):
+        for _attempt in range(5):
             async with self._sessions() as session:
                 model = await session.scalar(
                     select(Model).where(Model.owner_id == owner_id, Model.name == name)
@@ -173,10 +173,9 @@ class Catalog:
                     "metrics": trained.metrics,
                     "created_at": utcnow().isoformat(),
                 }
-                if attempt == 0:
-                    await asyncio.to_thread(
-                        self.store.save, version_id, trained.estimator, metadata
-                    )
+                # Saved on every attempt (atomically replacing the last) so the stored
+                # metadata carries the number this attempt commits, not a lost race's.
+                await asyncio.to_thread(self.store.save, version_id, trained.estimator, metadata)
                 version = ModelVersion(
                     id=version_id,
                     model_id=model.id,
