@@ -16,6 +16,7 @@ COPY predictor predictor
 COPY metrics_consumer metrics_consumer
 COPY management_api management_api
 COPY infra infra
+COPY modelgate modelgate
 COPY bench bench
 COPY --from=dashboard /src/management_api/static management_api/static
 RUN pip install . && useradd --create-home modelgate && mkdir -p /data/models && chown -R modelgate /data

@@ -4,7 +4,7 @@ Runs a CPU-heavy single-threaded query alone, then 2 (and 4) copies at once from
 clients, and reports wall times; with parallel execution two copies take about the time of one
 (on a machine with at least two free cores). Also reports small-query latency and insert speed.
 
-    .venv/bin/python -m bench.clickhouse_concurrency [--url http://default:@127.0.0.1:8123/]
+    .venv/bin/python -m bench.clickhouse_concurrency [--url http://default:PASSWORD@127.0.0.1:8123/]
 
 Without --url a fresh server is started on a temporary directory and stopped afterwards.
 """
@@ -114,8 +114,7 @@ def main(argv: list[str]) -> int:
         client.close()
     finally:
         if process is not None:
-            process.terminate()
-            process.wait(timeout=30)
+            process.stop()
         tmp.cleanup()
 
     cpu = platform.machine()

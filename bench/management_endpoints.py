@@ -31,16 +31,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from bench.metrics import start_clickhouse
 from bench.monitoring_queries import CHUNK, insert_sql, timed
 from infra.clickhouse import create_async_client
-from infra.migrate import apply_migrations
+from infra.migrate import migrate_database
+from infra.model_store import ModelStore
 from infra.topology import Topology, delete_topology
 from management_api.app import create_app
 from management_api.catalog import Catalog
+from management_api.datasets import load_dataset
 from management_api.db import ExportedApi, User, create_engine, migrate, session_factory
+from management_api.fitting import train
 from management_api.queries import MonitoringQueries
 from management_api.security import generate_api_key, hash_password
 from management_api.settings import ManagementSettings
-from management_api.training import load_dataset, train
-from predictor.model_store import ModelStore
 
 
 async def seed_metadata(settings: ManagementSettings, apis: int) -> None:
@@ -96,7 +97,7 @@ async def run(args: argparse.Namespace) -> None:
     rabbitmq_url = os.environ.get("MODELGATE_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
     client = await create_async_client(url)
     try:
-        await apply_migrations(client, database, params={"raw_ttl_days": "30"})
+        await migrate_database(url, database)
         print(
             f"machine: {platform.node()}, {os.cpu_count()} CPU, load "
             f"{os.getloadavg()[0]:.2f}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
@@ -171,8 +172,7 @@ async def run(args: argparse.Namespace) -> None:
             await delete_topology(await connection.channel(), Topology(namespace))
             await connection.close()
         if server is not None:
-            server.terminate()
-            server.wait(timeout=60)
+            server.stop()
 
 
 def main(argv: list[str]) -> int:

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -35,46 +34,22 @@ import orjson
 import psutil
 
 from infra.clickhouse import create_async_client
-from infra.migrate import apply_migrations
+from infra.localnet import EmbeddedClickHouseProcess, free_port
+from infra.migrate import migrate_database
 from infra.topology import REQUEST_EVENTS_KEY, Topology, declare_topology, delete_topology
 
 EVENTS_PER_MESSAGE = 500
 APIS = [f"bench-api-{i}" for i in range(20)]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_clickhouse(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "infra.cli",
-            "clickhouse",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                return process, f"http://default:@127.0.0.1:{port}/"
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the embedded ClickHouse did not start")
+def start_clickhouse(data_dir: Path) -> tuple[EmbeddedClickHouseProcess, str]:
+    """A fresh embedded ClickHouse on a free port (``infra.localnet``) and its service URL."""
+    server = EmbeddedClickHouseProcess(data_dir, log_path=data_dir.parent / "clickhouse.log")
+    try:
+        server.start()
+    except RuntimeError as exc:
+        raise SystemExit(f"the embedded ClickHouse did not start: {exc}") from exc
+    return server, server.url
 
 
 def batch_body(rng: random.Random, count: int, ts: float | None = None) -> tuple[str, bytes]:
@@ -176,7 +151,7 @@ class Consumer:
         }
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "metrics-consumer"],
+            [sys.executable, "-m", "modelgate.cli", "metrics-consumer"],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -216,7 +191,7 @@ async def run(args: argparse.Namespace) -> None:
     try:
         channel = await connection.channel(publisher_confirms=True)
         topology = await declare_topology(channel, names)
-        await apply_migrations(client, database, params={"raw_ttl_days": "30"})
+        await migrate_database(url, database)
         machine = f"{platform.node()}, {os.cpu_count()} CPU, load {os.getloadavg()[0]:.2f}"
         print(f"machine: {machine}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
 
@@ -296,8 +271,7 @@ async def run(args: argparse.Namespace) -> None:
             await delete_topology(await connection.channel(), names)
         await connection.close()
         if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop()
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""Benchmark of the monitoring queries (management_api/queries.py) on 10 million events.
+"""Benchmark of the monitoring queries (management_api/monitoring_sql.py) on 10 million events.
 
     .venv/bin/python -m bench monitoring_queries [--events 10000000] [--apis 100] [--runs 30]
                                                  [--clickhouse-url URL]
@@ -29,7 +29,7 @@ from typing import Any
 
 from bench.metrics import start_clickhouse
 from infra.clickhouse import create_async_client
-from infra.migrate import apply_migrations
+from infra.migrate import migrate_database
 from management_api.queries import MonitoringQueries
 
 CHUNK = 1_000_000
@@ -89,7 +89,7 @@ async def run(args: argparse.Namespace) -> None:
     database = f"bench_{uuid.uuid4().hex[:8]}"
     client = await create_async_client(url)
     try:
-        await apply_migrations(client, database, params={"raw_ttl_days": "30"})
+        await migrate_database(url, database)
         print(
             f"machine: {platform.node()}, {os.cpu_count()} CPU, load "
             f"{os.getloadavg()[0]:.2f}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
@@ -125,8 +125,7 @@ async def run(args: argparse.Namespace) -> None:
             await client.command(f"DROP DATABASE IF EXISTS {database}")
         await client.close()
         if server is not None:
-            server.terminate()
-            server.wait(timeout=60)
+            server.stop()
 
 
 async def measure(client: Any, database: str, args: argparse.Namespace) -> None:

@@ -22,8 +22,6 @@ import platform
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +33,8 @@ import aio_pika
 import aiohttp
 import psutil
 
-from infra.stack import port_open
+from infra.localnet import free_port, port_open
+from modelgate.stack import ServiceSpec, StackProcess, Supervisor, modelgate_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 IRIS_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -60,12 +59,6 @@ end
 
 def lua_string(text: str) -> str:
     return "[[" + text + "]]"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def run_wrk(
@@ -160,7 +153,8 @@ async def wait_http_post(url: str, body: str, timeout: float = 30.0) -> None:
 
 
 class OwnStack:
-    """Ingress + predictors as subprocesses, registry answered from memory by this process."""
+    """Ingress + predictors as subprocesses (run by ``modelgate up``'s ``Supervisor``: the same
+    readiness checks and stop order), registry answered from memory by this process."""
 
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
@@ -168,7 +162,8 @@ class OwnStack:
         self.namespace = f"bench-{secrets.token_hex(4)}"
         self.store = workdir / "models"
         self.port = free_port()
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.supervisor = Supervisor(log_dir=workdir)
+        self.spool = False
         self.keys: dict[str, str] = {}
         self.records: list[Any] = []
 
@@ -182,7 +177,7 @@ class OwnStack:
         from sklearn.preprocessing import StandardScaler
         from sklearn.tree import DecisionTreeClassifier
 
-        from predictor.model_store import ModelStore
+        from infra.model_store import ModelStore
         from schemas import ApiRecord, FeatureSpec, FeatureType, Task
 
         data = load_iris()
@@ -211,7 +206,7 @@ class OwnStack:
                     name=api_id,
                     key_hash=hashlib.sha256(key.encode()).hexdigest(),
                     key_prefix=key[:8],
-                    model_version=version,
+                    version_key=version,
                     task=Task.CLASSIFICATION,
                     features=features,
                     classes=[str(c) for c in data.target_names],
@@ -229,15 +224,9 @@ class OwnStack:
             **extra,
         }
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        log = (self.workdir / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", *argv],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    @property
+    def processes(self) -> dict[str, psutil.Process]:
+        return {name: psutil.Process(self.supervisor.pid(name)) for name in self.supervisor.names()}
 
     async def start(self) -> None:
         from infra.registry import RegistryResponder
@@ -253,26 +242,46 @@ class OwnStack:
 
         self.responder = RegistryResponder(await self.connection.channel(), self.topology, source)
         await self.responder.start()
-        for i in range(self.args.predictors):
-            self.spawn(
-                f"predictor-{i + 1}",
-                ["predictor"],
-                self.env(
-                    MODELGATE_PREDICTOR_ID=f"bench-predictor-{i + 1}",
-                    MODELGATE_PREDICTOR_METRICS_PORT=str(free_port()),
-                ),
-            )
-        self.spawn(
+        await asyncio.gather(*(self.start_predictor(i + 1) for i in range(self.args.predictors)))
+        await self.wait_predictors()
+        await self.start_ingress(self.args.event_spool != "off")
+
+    async def start_predictor(self, number: int) -> None:
+        port, worker = free_port(), f"bench-predictor-{number}"
+        spec = ServiceSpec(
+            f"predictor-{number}",
+            modelgate_argv("predictor"),
+            self.env(MODELGATE_PREDICTOR_ID=worker, MODELGATE_PREDICTOR_METRICS_PORT=str(port)),
+            service="predictor",
+            instance_id=worker,
+            health_url=f"http://127.0.0.1:{port}/health",
+            group="predictors",
+        )
+        await self.supervisor.start(spec, ready_timeout=120)
+
+    async def start_ingress(self, spool: bool) -> None:
+        """Ingress with its event spool in the work dir (the default of ``modelgate up``) or
+        without (events in memory only, as before the spool); ready once it sees a predictor."""
+        self.spool = spool
+        spec = ServiceSpec(
             "ingress",
-            ["ingress"],
+            modelgate_argv("ingress"),
             self.env(
                 MODELGATE_INGRESS_PORT=str(self.port),
                 MODELGATE_INGRESS_ID="bench-ingress",
+                MODELGATE_INGRESS_EVENTS_SPOOL_DIR=str(self.workdir / "spool") if spool else "",
             ),
+            service="ingress",
+            instance_id="bench-ingress",
+            health_url=f"{self.url}/health",
+            ready_url=f"{self.url}/ready",
+            ready_field="predictors_online",
         )
-        await wait_http(f"{self.url}/ready")
-        await self.wait_predictors()
-        await asyncio.sleep(1.5)  # ingress re-checks the queue's consumers every second
+        await self.supervisor.start(spec, ready_timeout=120)
+
+    async def restart_ingress(self, spool: bool) -> None:
+        await self.supervisor.stop_service("ingress", timeout=30)
+        await self.start_ingress(spool)
 
     async def wait_predictors(self, timeout: float = 60.0) -> None:
         channel = await (await self.connection.channel()).get_underlay_channel()
@@ -324,13 +333,7 @@ class OwnStack:
     async def stop(self) -> None:
         from infra.topology import delete_topology
 
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        await self.supervisor.stop()  # ingress first, then the predictors
         with contextlib.suppress(Exception):
             await self.responder.stop()
             await delete_topology(await self.connection.channel(), self.topology.names)
@@ -345,7 +348,10 @@ async def ingress_metric(url: str, name: str) -> float | None:
 
 
 def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:  # e.g. another RabbitMQ on a shared machine went away
+        return 0.0
     return float(times.user + times.system)
 
 
@@ -388,12 +394,14 @@ def stack_processes(namespace: str) -> dict[str, psutil.Process]:
     found: dict[str, psutil.Process] = {}
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if "infra.cli" not in cmdline and not any(c.endswith("/modelgate") for c in cmdline):
+        if "modelgate.cli" not in cmdline and not any(c.endswith("/modelgate") for c in cmdline):
             continue
         with contextlib.suppress(psutil.Error):
             if process.environ().get("MODELGATE_NAMESPACE", "modelgate") != namespace:
                 continue
-            service = cmdline[cmdline.index("infra.cli") + 1] if "infra.cli" in cmdline else "?"
+            service = (
+                cmdline[cmdline.index("modelgate.cli") + 1] if "modelgate.cli" in cmdline else "?"
+            )
             if service in {"up", "demo"}:
                 continue
             name = service
@@ -444,39 +452,61 @@ async def run_own(args: argparse.Namespace, workdir: Path) -> int:
     stack = OwnStack(args, workdir)
     print(f"starting ingress + {args.predictors} predictors (namespace {stack.namespace}) ...")
     await stack.start()
+    # --event-spool compare: the same processes measured with the spool and without, alternated
+    # (on, off, on, off) so a change of load on a shared machine hits both alike.
+    modes = [True, False] * 2 if args.event_spool == "compare" else [args.event_spool == "on"]
+    completed = 0
+    rates: dict[bool, list[float]] = {True: [], False: []}
     try:
         await stack.warm_all_models()
         url, key = stack.api()
         body = json.dumps(IRIS_ROW)
-        published_before = await ingress_metric(stack.url, "ingress_events_published") or 0.0
-        print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s POST {url}")
-        watched = {name: psutil.Process(p.pid) for name, p in stack.processes.items()}
-        watched.update(broker_processes())
-        cpu_before = {name: cpu_seconds(p) for name, p in watched.items()}
-        result = await run_wrk(
-            url, body, key, args.duration, args.connections, args.threads, workdir
-        )
-        print_run(result, watched, cpu_before)
-        ingress_rss = rss_mb(stack.processes["ingress"].pid)
-        predictor_rss = [
-            rss_mb(p.pid) for name, p in stack.processes.items() if name.startswith("predictor")
-        ]
-        await asyncio.sleep(1.0)
-        depth = await ingress_metric(stack.url, "ingress_event_buffer_depth")
-        published = await ingress_metric(stack.url, "ingress_events_published") or 0.0
-        published -= published_before
+        for n, spool in enumerate(modes):
+            if n:
+                await stack.restart_ingress(spool)
+            published_before = await ingress_metric(stack.url, "ingress_events_published") or 0.0
+            print(
+                f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s POST {url} "
+                f"(event spool {'on' if spool else 'off'})"
+            )
+            watched = {name: psutil.Process(p.pid) for name, p in stack.processes.items()}
+            watched.update(broker_processes())
+            cpu_before = {name: cpu_seconds(p) for name, p in watched.items()}
+            result = await run_wrk(
+                url, body, key, args.duration, args.connections, args.threads, workdir
+            )
+            print_run(result, watched, cpu_before)
+            completed += result["requests"]
+            rates[spool].append(result["rps"])
+            ingress_rss = rss_mb(stack.processes["ingress"].pid)
+            predictor_rss = [
+                rss_mb(p.pid) for name, p in stack.processes.items() if name.startswith("predictor")
+            ]
+            await asyncio.sleep(1.0)
+            depth = await ingress_metric(stack.url, "ingress_event_buffer_depth")
+            published = await ingress_metric(stack.url, "ingress_events_published") or 0.0
+            print(
+                f"  ingress RSS {ingress_rss:.0f} MB; predictors RSS with {args.models} models "
+                "loaded: " + ", ".join(f"{r:.0f} MB" for r in predictor_rss)
+            )
+            print(
+                f"  events confirmed during the run {published - published_before:.0f}, "
+                f"still buffered {depth}; wrk completed {result['requests']} requests"
+            )
         landed = await stack.count_events()
     finally:
         await stack.stop()
     print(
-        f"  ingress RSS {ingress_rss:.0f} MB; predictors RSS with {args.models} models loaded: "
-        + ", ".join(f"{r:.0f} MB" for r in predictor_rss)
+        f"  events landed in metrics.events {landed} (includes {args.models * 4} warm-up "
+        f"requests); wrk completed {completed} requests in all runs"
     )
-    print(
-        f"  events: confirmed during the run {published:.0f}, landed in metrics.events {landed} "
-        f"(includes {args.models * 4} warm-up requests), still buffered {depth}; "
-        f"wrk completed {result['requests']} requests"
-    )
+    for spool, values in rates.items():
+        if values:
+            print(
+                f"  event spool {'on ' if spool else 'off'}: "
+                + ", ".join(f"{v:.0f}" for v in values)
+                + f" req/s (mean {sum(values) / len(values):.0f})"
+            )
     await compare_with_echo(args, body, workdir, result)
     return 0
 
@@ -484,7 +514,7 @@ async def run_own(args: argparse.Namespace, workdir: Path) -> int:
 def demo_api() -> dict[str, Any] | None:
     """The demo API of a running ``modelgate up`` (``modelgate demo --json``), rate limit raised."""
     out = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "demo", "--json", "--rate-limit", "1000000"],
+        [sys.executable, "-m", "modelgate.cli", "demo", "--json", "--rate-limit", "1000000"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -544,6 +574,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=int, default=10, help="models loaded in each predictor")
     parser.add_argument("--stack", action="store_true", help="use a running `modelgate up`")
     parser.add_argument(
+        "--event-spool",
+        choices=["on", "off", "compare"],
+        default="on",
+        help="own-process mode: ingress with its crash-safe event spool (on, as `modelgate up`), "
+        "without it (off: events in memory only), or both back to back on the same processes",
+    )
+    parser.add_argument(
         "--rabbitmq-url",
         default=os.environ.get("MODELGATE_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     )
@@ -552,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("wrk is missing: `apt-get install -y wrk` (Debian package wrk)\n")
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="modelgate-bench-"))
-    stack: subprocess.Popen[bytes] | None = None
+    stack: StackProcess | None = None
     try:
         demo = None
         if args.stack:
@@ -568,39 +605,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if stack is not None:
             print("stopping the stack this benchmark started ...")
-            stack.send_signal(signal.SIGTERM)
-            try:
-                stack.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                stack.kill()
+            stack.stop(timeout=90)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def start_stack(workdir: Path, timeout: float = 240.0) -> subprocess.Popen[bytes] | None:
+def start_stack(workdir: Path, timeout: float = 240.0) -> StackProcess | None:
     """Start ``modelgate up`` on a temporary data dir and wait until it is ready."""
-    ready = workdir / "ready.json"
-    log_path = workdir / "stack.log"
-    # In os.environ, not only the child's: `modelgate demo` must find the same metadata DB.
+    # In os.environ, not only the child's: `modelgate demo` must find the same data dir and DB.
     os.environ["MODELGATE_STACK_DATA_DIR"] = str(workdir / "stack")
-    os.environ.setdefault("MODELGATE_DATABASE_URL", f"sqlite+aiosqlite:///{workdir / 'mg.db'}")
-    env = dict(os.environ)
-    print(f"no stack answers; starting `modelgate up` (log: {log_path}) ...")
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "up", "--ready-file", str(ready)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + timeout
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            sys.stderr.write(f"`modelgate up` did not start:\n{log_path.read_text()[-3000:]}\n")
-            return None
-        time.sleep(0.5)
-    return process
+    up = StackProcess(dict(os.environ), workdir, cwd=ROOT)
+    print(f"no stack answers; starting `modelgate up` (log: {up.log_path}) ...")
+    try:
+        up.start(timeout)
+    except RuntimeError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return None
+    return up
 
 
 if __name__ == "__main__":

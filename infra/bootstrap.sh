@@ -12,12 +12,19 @@ command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] |
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+# promtool (tests check every service's /metrics with `promtool check metrics`); Debian's
+# prometheus package ships it as /usr/bin/promtool. Its server is not started by the tests.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need[*]}"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+  # We want promtool, not a Prometheus server on :9090: the package starts one under systemd.
+  if [[ " ${need[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -28,6 +35,9 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   echo "bootstrap: installing Python packages into .venv"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[dev]'
+  # KServe's REST client for the OIP tests: its declared pins (pandas<3, protobuf<7, psutil<6)
+  # would downgrade ours, so it and the modules it imports go in as listed, without resolution.
+  .venv/bin/pip install -q --no-deps -r tests/kserve-client.txt
   touch .venv/.installed
 fi
 

@@ -148,17 +148,28 @@ async def apply_migrations(
     return names
 
 
-async def _run(settings: CommonSettings, directory: Path | None) -> list[str]:
-    client = await create_async_client(settings.clickhouse_url)
+async def migrate_database(
+    url: str, database: str, *, raw_ttl_days: int = 30, directory: Path | None = None
+) -> list[str]:
+    """Connect to the ClickHouse server at ``url``, apply the pending migrations to ``database``
+    and close; return the applied files' names. The one helper behind ``modelgate migrate``, the
+    tests' ClickHouse fixtures and the benches."""
+    client = await create_async_client(url)
     try:
         return await apply_migrations(
-            client,
-            settings.clickhouse_database,
-            params={"raw_ttl_days": str(settings.clickhouse_raw_ttl_days)},
-            directory=directory,
+            client, database, params={"raw_ttl_days": str(raw_ttl_days)}, directory=directory
         )
     finally:
         await client.close()
+
+
+async def _run(settings: CommonSettings, directory: Path | None) -> list[str]:
+    return await migrate_database(
+        settings.clickhouse_url,
+        settings.clickhouse_database,
+        raw_ttl_days=settings.clickhouse_raw_ttl_days,
+        directory=directory,
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -12,12 +12,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from infra import amqp
 from infra.topology import DeclaredTopology
 from schemas import ApiChanged, ApiRecord, RegistrySnapshot
-from schemas.messages import dump
+from schemas.messages import encode
 
 log = logging.getLogger(__name__)
 
@@ -57,24 +57,12 @@ class RegistryResponder:
                 log.exception("registry source failed; the requester will retry")
                 await message.nack(requeue=True)
                 return
-            body = dump(RegistrySnapshot(apis=records))
-            await self._channel.default_exchange.publish(
-                aio_pika.Message(
-                    body,
-                    content_type="application/json",
-                    correlation_id=message.correlation_id,
-                ),
-                routing_key=message.reply_to,
-            )
+            await amqp.reply(self._channel, message, encode(RegistrySnapshot(apis=records)))
 
 
 async def publish_api_changed(topology: DeclaredTopology, change: ApiChanged) -> None:
-    """Fan an ``ApiChanged`` out to every ingress (persistent, confirmed by the channel)."""
-    await topology.control.publish(
-        aio_pika.Message(
-            dump(change),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        ),
-        routing_key="",
-    )
+    """Fan an ``ApiChanged`` out to every ingress (persistent; raises unless the broker confirms).
+
+    Not mandatory: with no ingress running nobody is bound, and no ingress is left to tell.
+    """
+    await amqp.publish(topology.control, encode(change), "", mandatory=False)

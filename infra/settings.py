@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def with_credentials(url: str, user: str, password: str) -> str:
+    """The URL with ``user:password@`` in it (replacing any credentials it had)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class CommonSettings(BaseSettings):
@@ -20,7 +29,14 @@ class CommonSettings(BaseSettings):
     """AMQP URL of RabbitMQ."""
 
     clickhouse_url: str = "http://default:@127.0.0.1:8123/"
-    """HTTP URL of ClickHouse (the embedded ``modelgate clickhouse`` by default)."""
+    """HTTP URL of ClickHouse (the embedded ``modelgate clickhouse`` by default); it carries the
+    user and password (``http://user:password@host:port/``)."""
+
+    clickhouse_password_file: Path = Field(
+        default_factory=lambda: Path(".modelgate/clickhouse/default_password")
+    )
+    """When ``clickhouse_url`` names user ``default`` without a password, the password is read
+    from this file if it exists: the one the embedded server generates in its data directory."""
 
     clickhouse_database: str = "modelgate"
     """ClickHouse database holding request events and rollups."""
@@ -39,3 +55,14 @@ class CommonSettings(BaseSettings):
 
     log_level: str = "INFO"
     """Python logging level of the service."""
+
+    @model_validator(mode="after")
+    def _clickhouse_password_from_file(self) -> CommonSettings:
+        parts = urlsplit(self.clickhouse_url)
+        user = unquote(parts.username or "default")
+        if parts.password or user != "default" or not self.clickhouse_password_file.is_file():
+            return self
+        password = self.clickhouse_password_file.read_text().strip()
+        if password:
+            self.clickhouse_url = with_credentials(self.clickhouse_url, user, password)
+        return self

@@ -13,6 +13,13 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 REQUEST_EVENTS_KEY = "request.batch"
 WORKER_SAMPLE_KEY = "worker.sample"
+VERSION_READY_KEY = "version.ready"
+"""``VersionReady`` reports of predictors on ``events``; only ingress binds it (its own queue)."""
+FEEDBACK_KEY = "feedback"
+"""``FeedbackBatch`` messages of ingress's feedback route on ``events``, bound to the metrics
+queue (stored in ClickHouse ``feedback``)."""
+INGRESS_PEER_KEY = "ingress.peer"
+"""Ingress replicas' ``IngressHeartbeat`` on ``events``; only ingress binds it (its own queue)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,29 @@ class Topology:
             self.registry_snapshot,
         ]
 
+    @property
+    def alerts_notify(self) -> str:
+        """Alert transitions the notifier fans out (bound to ``events``, declared by it)."""
+        return f"{self.namespace}.alerts.notify"
+
+    @property
+    def alerts_deliveries(self) -> str:
+        return f"{self.namespace}.alerts.deliveries"
+
+    @property
+    def alerts_dead(self) -> str:
+        return f"{self.namespace}.alerts.dead"
+
+    @property
+    def alerts_lease(self) -> str:
+        """The alert evaluator's single-active-consumer lease (declared by the management API)."""
+        return f"{self.namespace}.alerts.lease"
+
+    def service_queue_names(self) -> list[str]:
+        """Queues a service declares on its own (the notifier's, the alert lease); deleted with
+        the namespace."""
+        return [self.alerts_notify, self.alerts_deliveries, self.alerts_dead, self.alerts_lease]
+
     def exchange_names(self) -> list[str]:
         return [self.events_exchange, self.dead_letter_exchange, self.control_exchange]
 
@@ -100,6 +130,7 @@ async def declare_topology(channel: AbstractChannel, names: Topology) -> Declare
     )
     await metrics_events.bind(events, routing_key="request.#")
     await metrics_events.bind(events, routing_key="worker.#")
+    await metrics_events.bind(events, routing_key=FEEDBACK_KEY)
     predict_requests = await channel.declare_queue(
         names.predict_requests, durable=True, arguments={"x-queue-type": "classic"}
     )
@@ -120,7 +151,7 @@ async def declare_topology(channel: AbstractChannel, names: Topology) -> Declare
 
 async def delete_topology(channel: AbstractChannel, names: Topology) -> None:
     """Remove every queue and exchange of a namespace (used by tests to clean up)."""
-    for queue in names.queue_names():
+    for queue in names.queue_names() + names.service_queue_names():
         await channel.queue_delete(queue)
     for exchange in names.exchange_names():
         await channel.exchange_delete(exchange)

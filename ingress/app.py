@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import orjson
 from aiohttp import web
@@ -12,15 +13,23 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from infra import http
+from ingress import cors
+from ingress.admission import Admission
 from ingress.batcher import MicroBatcher
 from ingress.broker import BrokerLink
 from ingress.errors import IngressError, error_body
-from ingress.events import EventPublisher
+from ingress.events import EventPublisher, EventSpool
+from ingress.feedback import FeedbackBudget, FeedbackService
+from ingress.feedback import add_routes as add_feedback_routes
 from ingress.metrics import IngressMetrics
-from ingress.ratelimit import RateLimiter
+from ingress.oip import add_routes as add_oip_routes
+from ingress.openapi import OPENAPI_JSON
+from ingress.ratelimit import RateLimiter, ShareBook
 from ingress.registry import Registry
 from ingress.service import PredictionService
 from ingress.settings import IngressSettings
+from ingress.tracing import middleware as trace_middleware
 from schemas import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -40,12 +49,6 @@ HTTP_CODES = {
     415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
 }
 JSON = "application/json"
-PREFLIGHT_HEADERS = {
-    "Access-Control-Allow-Methods": "POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Content-Type, X-API-Key, Authorization",
-    "Access-Control-Max-Age": "600",
-}
-EXPOSED_HEADERS = "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
 
 
 def _json_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
@@ -68,23 +71,10 @@ async def predict(request: web.Request) -> web.Response:
     limit = service.settings.ingress_max_body_bytes
 
     async def read_body() -> bytes:
-        length = request.content_length
-        if length is not None and length > limit:
-            raise IngressError(
-                413,
-                ErrorCode.PAYLOAD_TOO_LARGE,
-                f"the body is larger than {limit} bytes",
-                {"max_bytes": limit},
-            )
         try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise IngressError(
-                413,
-                ErrorCode.PAYLOAD_TOO_LARGE,
-                f"the body is larger than {limit} bytes",
-                {"max_bytes": limit},
-            ) from None
+            return await http.read_body(request, limit)
+        except http.BodyError as exc:
+            raise IngressError(exc.status, ErrorCode(exc.code), exc.message, exc.details) from None
 
     answer = await service.predict(
         request.match_info["api_id"],
@@ -95,29 +85,44 @@ async def predict(request: web.Request) -> web.Response:
     return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
 
 
-async def preflight(request: web.Request) -> web.Response:
-    """CORS preflight; the middleware adds ``Access-Control-Allow-Origin`` for allowed origins."""
-    return web.Response(status=204, headers=PREFLIGHT_HEADERS)
-
-
 async def health(request: web.Request) -> web.Response:
-    return _json_response(200, b'{"status":"ok"}')
+    # Name and instance id: `modelgate up` calls a service ready only when it answers as itself.
+    body = {"status": "ok", "service": "ingress", "instance_id": request.app[SETTINGS].ingress_id}
+    return _json_response(200, orjson.dumps(body))
 
 
 async def ready(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     batcher = request.app[BATCHER]
-    connected = request.app[LINK].connected.is_set()
+    link = request.app[LINK]
+    connected = link.connected.is_set()
+    peers = link.peers
+    # Rate-limit shares need the other replicas known: its hello answered (one round trip).
+    peers_known = peers is None or peers.settled.is_set()
     state = {
         "broker": connected,
         "registry": registry.ready,
         "apis": len(registry),
         "predictors_online": batcher.predictors_online,
+        "replicas": len(peers.book.live()) if peers is not None else 1,
+        "peers_known": peers_known,
     }
-    if connected and registry.ready:
+    serving = (
+        batcher.predictors_online or not request.app[SETTINGS].ingress_ready_requires_predictor
+    )
+    if connected and registry.ready and serving and peers_known:
         return _json_response(200, orjson.dumps({"status": "ready", **state}))
-    code = ErrorCode.REGISTRY_NOT_READY if connected else ErrorCode.SERVICE_UNAVAILABLE
+    code = (
+        ErrorCode.REGISTRY_NOT_READY
+        if connected and not registry.ready
+        else ErrorCode.SERVICE_UNAVAILABLE
+    )
     return _json_response(503, error_body(code, "ingress is not ready", state))
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """This service's OpenAPI document (the prediction route, health, readiness, metrics)."""
+    return _json_response(200, OPENAPI_JSON)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -125,10 +130,7 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _edge_middleware(origins: list[str]) -> Middleware:
-    any_origin = "*" in origins
-    allowed = frozenset(origins)
-
+def _edge_middleware() -> Middleware:
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -149,12 +151,6 @@ def _edge_middleware(origins: list[str]) -> Middleware:
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = _json_response(500, error_body(ErrorCode.INTERNAL_ERROR, "internal error"))
-        origin = request.headers.get("Origin")
-        if origin is not None and (any_origin or origin in allowed):
-            response.headers["Access-Control-Allow-Origin"] = "*" if any_origin else origin
-            response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-            if not any_origin:
-                response.headers["Vary"] = "Origin"
         return response
 
     return middleware
@@ -164,6 +160,8 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
     """The broker link (reconnecting by itself) and the event flusher; waits for the first
     session at start, drains the events at stop."""
     link, events, batcher = app[LINK], app[EVENTS], app[BATCHER]
+    # Before the first request: what an earlier run left unconfirmed goes first.
+    events.open_spool()
     link_task = asyncio.create_task(link.run())
     flusher = asyncio.create_task(events.run())
     try:
@@ -175,8 +173,11 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
     finally:
         flusher.cancel()
         await asyncio.wait([flusher], timeout=1.0)
+        # Shadow calls in flight get their answers (and events) while the batcher still can.
+        await app[SERVICE].shadows.stop(timeout_s=2.0)
         batcher.close()
         await events.drain(timeout_s=5.0)
+        events.close_spool()
         link_task.cancel()
         # A session stuck in a broker call must not hold the shutdown: wait a little, move on.
         await asyncio.wait([link_task], timeout=3.0)
@@ -186,39 +187,88 @@ def create_app(settings: IngressSettings) -> web.Application:
     """The ingress app for these settings; the broker is reached when the app starts."""
     app = web.Application(
         client_max_size=settings.ingress_max_body_bytes,
-        middlewares=[_edge_middleware(settings.ingress_cors_origins)],
+        middlewares=[
+            http.edge_middleware(settings),
+            # Outside the error mapping, so that error answers carry the CORS headers too.
+            cors.middleware(settings.ingress_cors_origins),
+            # Outside the error mapping too: every answer names its trace (``traceparent``).
+            trace_middleware(),
+            _edge_middleware(),
+        ],
+        handler_args=http.handler_args(settings),
     )
-    metrics_ = IngressMetrics()
-    registry = Registry(settings.ingress_default_rate_limit_per_minute)
+    registry = Registry(
+        settings.ingress_default_rate_limit_per_minute, settings.ingress_warm_switch_timeout_s
+    )
+    metrics_ = IngressMetrics(
+        settings.ingress_metrics_max_apis, lambda api_id: registry.get(api_id) is not None
+    )
     batcher = MicroBatcher(
         settings.ingress_batch_max_rows,
         settings.ingress_batch_max_wait_ms / 1000.0,
         settings.ingress_request_timeout_s,
         on_batch_sent=metrics_.batch_sent,
         max_inflight=settings.ingress_batch_max_inflight,
+        admission=Admission(
+            settings.ingress_max_queue_delay_ms / 1000.0,
+            settings.ingress_max_inflight_rows,
+            settings.ingress_batch_max_rows,
+            settings.ingress_shed_after_ms / 1000.0,
+        ),
     )
     events = EventPublisher(
         settings.ingress_id,
         flush_s=settings.ingress_events_flush_ms / 1000.0,
         flush_max=settings.ingress_events_flush_max,
         buffer_max=settings.ingress_events_buffer_max,
+        spool=EventSpool(
+            Path(settings.ingress_events_spool_dir), settings.ingress_events_spool_segment_bytes
+        )
+        if settings.ingress_events_spool_dir
+        else None,
     )
     metrics_.bind(metrics_.event_buffer, lambda: float(events.depth))
     metrics_.bind(metrics_.events_published, lambda: float(events.published))
     metrics_.bind(metrics_.events_dropped, lambda: float(events.dropped))
     metrics_.bind(metrics_.registry_apis, lambda: float(len(registry)))
+    metrics_.bind(metrics_.warm_switches_pending, lambda: float(registry.pending_switches))
+    metrics_.bind(metrics_.warm_switches_timed_out, lambda: float(registry.switches_timed_out))
     metrics_.bind(metrics_.inflight, lambda: float(batcher.waiting))
+    metrics_.bind(metrics_.rows_waiting, lambda: float(batcher.admission.rows_pending))
+    metrics_.bind(metrics_.queue_delay, lambda: batcher.admission.expected_delay_s)
     app[SETTINGS] = settings
     app[METRICS] = metrics_
     app[REGISTRY] = registry
     app[BATCHER] = batcher
     app[EVENTS] = events
-    app[LINK] = BrokerLink(settings, batcher, events, registry, metrics_)
-    app[SERVICE] = PredictionService(settings, registry, RateLimiter(), batcher, events, metrics_)
+    # Each replica's share of every rate limit (the whole limit while it knows no peer).
+    shares = ShareBook(
+        settings.ingress_id,
+        expire_after_s=settings.ingress_peer_heartbeat_s
+        * (settings.ingress_peer_expire_heartbeats + 0.5),
+    )
+    limiter = RateLimiter(shares=shares)
+    metrics_.bind(metrics_.replicas_live, lambda: float(len(shares.live())))
+    app[LINK] = BrokerLink(settings, batcher, events, registry, metrics_, limiter)
+    app[SERVICE] = service = PredictionService(
+        settings, registry, limiter, batcher, events, metrics_
+    )
+    metrics_.bind(metrics_.shadow_inflight, lambda: float(service.shadows.inflight))
     app.router.add_post("/api/predict/{api_id}", predict)
-    app.router.add_route("OPTIONS", "/api/predict/{api_id}", preflight)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi_document)
+    add_oip_routes(app, service, ready, _api_key)  # Open Inference Protocol V2: /v2/...
+    add_feedback_routes(  # ground truth of predictions: /api/predict/{api_id}/feedback
+        app,
+        FeedbackService(
+            registry,
+            FeedbackBudget(settings.ingress_feedback_items_per_minute),
+            app[LINK].publish_feedback,
+            settings.ingress_id,
+            settings.ingress_feedback_max_body_bytes,
+        ),
+    )
     app.cleanup_ctx.append(_broker)
     return app

@@ -12,16 +12,28 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
-
+from ingress.admission import SHED_HEADERS, Admission
 from ingress.errors import IngressError
 from ingress.ids import new_id
-from schemas import SCHEMA_VERSION, ErrorCode
+from schemas import ErrorCode, Task
+from schemas.messages import (
+    BatchTrace,
+    MessageError,
+    PredictBatch,
+    PredictResult,
+    RowResult,
+    decode,
+    encode,
+)
+from schemas.trace import TRACEPARENT
 
 log = logging.getLogger(__name__)
 
-SendBatch = Callable[[str, bytes, float], Awaitable[None]]
-"""Publishes one batch: (batch id, body, seconds until its deadline)."""
+SendBatch = Callable[[str, bytes, float, dict[str, str]], Awaitable[None]]
+"""Publishes one batch: (batch id, body, seconds until its deadline, AMQP headers)."""
+
+Expect = Callable[[str, Callable[[bytes], None], Callable[[BaseException], None]], None]
+"""Registers a batch's reply callback and the callback that fails it when the channel closes."""
 
 
 class BatchAnswer:
@@ -29,16 +41,15 @@ class BatchAnswer:
 
     __slots__ = ("batch_rows", "count", "reply", "start")
 
-    def __init__(self, reply: dict[str, Any], start: int, count: int, batch_rows: int) -> None:
+    def __init__(self, reply: PredictResult, start: int, count: int, batch_rows: int) -> None:
         self.reply = reply
         self.start = start
         self.count = count
         self.batch_rows = batch_rows
 
     @property
-    def results(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self.reply["results"][self.start : self.start + self.count]
-        return rows
+    def results(self) -> list[RowResult]:
+        return self.reply.results[self.start : self.start + self.count]
 
 
 class _OpenBatch:
@@ -46,38 +57,40 @@ class _OpenBatch:
         "deadline",
         "due",
         "feature_names",
-        "model_version",
         "requests",
         "rows",
         "timer",
+        "traces",
+        "version_key",
         "want_proba",
     )
 
     def __init__(
-        self, model_version: str, feature_names: list[str], want_proba: bool, deadline: float
+        self, version_key: str, feature_names: list[str], want_proba: bool, deadline: float
     ) -> None:
         self.deadline = deadline
         """Loop time after which its first request is answered 504."""
-        self.model_version = model_version
+        self.version_key = version_key
         self.feature_names = feature_names
         self.want_proba = want_proba
         self.rows: list[list[Any]] = []
         self.requests: list[tuple[asyncio.Future[BatchAnswer], int, int]] = []
+        self.traces: list[BatchTrace] = []
         self.timer: asyncio.TimerHandle | None = None
         self.due = False
         """Its wait is over, but it waits for a free slot (too many batches in flight)."""
 
 
 class _SentBatch:
-    __slots__ = ("model_version", "requests", "rows", "timer")
+    __slots__ = ("requests", "rows", "timer", "version_key")
 
     def __init__(
         self,
-        model_version: str,
+        version_key: str,
         requests: list[tuple[asyncio.Future[BatchAnswer], int, int]],
         rows: int,
     ) -> None:
-        self.model_version = model_version
+        self.version_key = version_key
         self.requests = requests
         self.rows = rows
         self.timer: asyncio.TimerHandle | None = None
@@ -93,8 +106,11 @@ class MicroBatcher:
         timeout_s: float,
         on_batch_sent: Callable[[int], None] | None = None,
         max_inflight: int = 0,
+        admission: Admission | None = None,
     ) -> None:
         self.max_rows = max_rows
+        self.admission = admission or Admission(0.0, 0, max_rows)
+        """Counts the rows waiting and refuses a request past what predictors serve in time."""
         self.max_inflight = max_inflight
         """Batches of one model version in flight at most (0: no limit). Beyond it, a batch keeps
         filling until an answer frees a slot or it is full: under load batches grow instead of
@@ -104,7 +120,7 @@ class MicroBatcher:
         self.timeout_s = timeout_s
         self.predictors_online = True
         self._send: SendBatch | None = None
-        self._expect: Callable[[str, Callable[[bytes], None]], None] | None = None
+        self._expect: Expect | None = None
         self._forget: Callable[[str], None] | None = None
         self._open: dict[str, _OpenBatch] = {}
         self._sent: dict[str, _SentBatch] = {}
@@ -115,10 +131,10 @@ class MicroBatcher:
     def attach(
         self,
         send: SendBatch,
-        expect: Callable[[str, Callable[[bytes], None]], None],
+        expect: Expect,
         forget: Callable[[str], None],
     ) -> None:
-        """Connect the transport (the RPC client's publish / expect / forget)."""
+        """Connect the transport (the RPC client's send / expect / forget)."""
         self._send, self._expect, self._forget = send, expect, forget
 
     @property
@@ -128,31 +144,41 @@ class MicroBatcher:
         )
 
     def submit(
-        self, model_version: str, feature_names: list[str], want_proba: bool, rows: list[list[Any]]
+        self,
+        version_key: str,
+        feature_names: list[str],
+        want_proba: bool,
+        rows: list[list[Any]],
+        trace: BatchTrace | None = None,
     ) -> asyncio.Future[BatchAnswer]:
-        """Queue a request's rows; the future gets its answer or an ``IngressError``."""
+        """Queue a request's rows (``trace``: its id and trace context, handed to the
+        predictor); the future gets its answer or an ``IngressError``."""
         if self._send is None or not self.predictors_online:
             raise IngressError(
                 503,
                 ErrorCode.SERVICE_UNAVAILABLE,
                 "no prediction worker is available; try again shortly",
+                headers=SHED_HEADERS,
             )
+        self.admission.admit(len(rows))
         loop = asyncio.get_running_loop()
-        batch = self._open.get(model_version)
+        batch = self._open.get(version_key)
         if batch is None:
-            batch = self._open[model_version] = _OpenBatch(
-                model_version, feature_names, want_proba, loop.time() + self.timeout_s
+            batch = self._open[version_key] = _OpenBatch(
+                version_key, feature_names, want_proba, loop.time() + self.timeout_s
             )
-            batch.timer = loop.call_later(self.max_wait_s, self._flush, model_version)
+            batch.timer = loop.call_later(self.max_wait_s, self._flush, version_key)
         future: asyncio.Future[BatchAnswer] = loop.create_future()
         batch.requests.append((future, len(batch.rows), len(rows)))
         batch.rows.extend(rows)
+        if trace is not None:
+            batch.traces.append(trace)
         if len(batch.rows) >= self.max_rows:
-            self._flush(model_version)
+            self._flush(version_key)
         return future
 
-    def _flush(self, model_version: str) -> None:
-        batch = self._open.get(model_version)
+    def _flush(self, version_key: str) -> None:
+        batch = self._open.get(version_key)
         if batch is None:
             return
         if batch.timer is not None:
@@ -160,49 +186,58 @@ class MicroBatcher:
             batch.timer = None
         if (
             self.max_inflight
-            and self._inflight.get(model_version, 0) >= self.max_inflight
+            and self._inflight.get(version_key, 0) >= self.max_inflight
             and len(batch.rows) < self.max_rows
         ):
             if not batch.due:
                 batch.due = True
                 batch.timer = asyncio.get_running_loop().call_at(
-                    batch.deadline, self._expire_open, model_version
+                    batch.deadline, self._expire_open, version_key
                 )
             return
-        del self._open[model_version]
-        self._inflight[model_version] = self._inflight.get(model_version, 0) + 1
+        del self._open[version_key]
+        self._inflight[version_key] = self._inflight.get(version_key, 0) + 1
         batch_id = new_id()
         now = time.time()
         loop = asyncio.get_running_loop()
         remaining = max(0.001, batch.deadline - loop.time())
-        body = orjson.dumps(
-            {
-                "schema_version": SCHEMA_VERSION,
-                "batch_id": batch_id,
-                "model_version": batch.model_version,
-                "task": "classification" if batch.want_proba else "regression",
-                "feature_names": batch.feature_names,
-                "rows": batch.rows,
-                "want_probabilities": batch.want_proba,
-                "sent_at": now,
-                "deadline": now + remaining,
-            }
+        body = encode(
+            PredictBatch(
+                batch_id=batch_id,
+                version_key=batch.version_key,
+                task=Task.CLASSIFICATION if batch.want_proba else Task.REGRESSION,
+                feature_names=batch.feature_names,
+                rows=batch.rows,
+                want_probabilities=batch.want_proba,
+                sent_at=now,
+                deadline=now + remaining,
+                traces=batch.traces,
+            )
         )
-        sent = self._sent[batch_id] = _SentBatch(model_version, batch.requests, len(batch.rows))
+        # The message's own trace context: the request that opened the batch (the others'
+        # are in ``traces``, one per request).
+        headers = {TRACEPARENT: batch.traces[0].traceparent} if batch.traces else {}
+        sent = self._sent[batch_id] = _SentBatch(version_key, batch.requests, len(batch.rows))
         sent.timer = loop.call_at(batch.deadline, self._expire, batch_id)
         assert self._expect is not None and self._send is not None
-        self._expect(batch_id, lambda reply: self._answer(batch_id, reply))
-        task = loop.create_task(self._publish(batch_id, body, remaining))
+        self._expect(
+            batch_id,
+            lambda reply: self._answer(batch_id, reply),
+            lambda exc: self._fail(batch_id, self._dropped_error(exc)),
+        )
+        task = loop.create_task(self._publish(batch_id, body, remaining, headers))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self.batches_sent += 1
         if self._on_batch_sent is not None:
             self._on_batch_sent(len(batch.rows))
 
-    async def _publish(self, batch_id: str, body: bytes, expiration_s: float) -> None:
+    async def _publish(
+        self, batch_id: str, body: bytes, expiration_s: float, headers: dict[str, str]
+    ) -> None:
         assert self._send is not None
         try:
-            await self._send(batch_id, body, expiration_s)
+            await self._send(batch_id, body, expiration_s, headers)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -216,16 +251,26 @@ class MicroBatcher:
                 ),
             )
 
-    def _release(self, model_version: str) -> None:
+    @staticmethod
+    def _dropped_error(exc: BaseException) -> IngressError:
+        """The broker connection dropped under a sent batch: fail it now, not at its deadline."""
+        log.warning("batch failed before its reply: %s", exc)
+        return IngressError(
+            503,
+            ErrorCode.SERVICE_UNAVAILABLE,
+            "the connection to the prediction service dropped; try again shortly",
+        )
+
+    def _release(self, version_key: str) -> None:
         """A batch of this version is no longer in flight: send the one waiting for the slot."""
-        left = self._inflight.get(model_version, 1) - 1
+        left = self._inflight.get(version_key, 1) - 1
         if left > 0:
-            self._inflight[model_version] = left
+            self._inflight[version_key] = left
         else:
-            self._inflight.pop(model_version, None)
-        waiting = self._open.get(model_version)
+            self._inflight.pop(version_key, None)
+        waiting = self._open.get(version_key)
         if waiting is not None and waiting.due:
-            self._flush(model_version)
+            self._flush(version_key)
 
     def _answer(self, batch_id: str, body: bytes) -> None:
         sent = self._sent.pop(batch_id, None)
@@ -233,28 +278,31 @@ class MicroBatcher:
             return
         if sent.timer is not None:
             sent.timer.cancel()
-        self._release(sent.model_version)
         try:
-            reply = orjson.loads(body)
-            results = reply["results"]
-            if reply.get("error_code") is None and len(results) != sent.rows:
-                raise ValueError(f"{len(results)} results for {sent.rows} rows")
-        except Exception as exc:
+            reply = decode(body, PredictResult)
+            if reply.error_code is None and len(reply.results) != sent.rows:
+                raise MessageError(f"{len(reply.results)} results for {sent.rows} rows")
+        except MessageError as exc:
+            self.admission.released(sent.rows)
+            self._release(sent.version_key)
             log.error("malformed reply to batch %s: %s", batch_id, exc)
             error = IngressError(500, ErrorCode.INTERNAL_ERROR, "the prediction worker failed")
             for future, _, _ in sent.requests:
                 if not future.done():
                     future.set_exception(error)
             return
+        self.admission.completed(sent.rows, reply.inference_ms / 1000.0)
+        self._release(sent.version_key)
         for future, start, count in sent.requests:
             if not future.done():
                 future.set_result(BatchAnswer(reply, start, count, sent.rows))
 
-    def _expire_open(self, model_version: str) -> None:
+    def _expire_open(self, version_key: str) -> None:
         """A batch still waiting for a slot reached its deadline."""
-        batch = self._open.pop(model_version, None)
+        batch = self._open.pop(version_key, None)
         if batch is None:
             return
+        self.admission.released(len(batch.rows))
         error = self._timeout_error()
         for future, _, _ in batch.requests:
             if not future.done():
@@ -278,10 +326,11 @@ class MicroBatcher:
             return
         if sent.timer is not None:
             sent.timer.cancel()
+        self.admission.released(sent.rows)
         for future, _, _ in sent.requests:
             if not future.done():
                 future.set_exception(error)
-        self._release(sent.model_version)
+        self._release(sent.version_key)
 
     def close(self) -> None:
         """Fail everything still waiting (shutdown)."""
@@ -294,10 +343,11 @@ class MicroBatcher:
         for task in self._tasks:
             task.cancel()
 
-    def _flush_failed(self, model_version: str) -> None:
-        batch = self._open.pop(model_version)
+    def _flush_failed(self, version_key: str) -> None:
+        batch = self._open.pop(version_key)
         if batch.timer is not None:
             batch.timer.cancel()
+        self.admission.released(len(batch.rows))
         for future, _, _ in batch.requests:
             if not future.done():
                 future.set_exception(

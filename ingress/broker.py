@@ -1,9 +1,11 @@
-"""Ingress's link to RabbitMQ: one connection at a time, rebuilt whenever the broker drops it.
+"""Ingress's link to RabbitMQ: one robust connection (``infra.amqp.connect``) wired to the
+batcher, the event publisher and the registry.
 
-Each session declares the topology, opens the RPC reply consumer, subscribes to control events,
-asks for a registry snapshot and checks that predictors consume, then waits until the connection
-closes. Between sessions, predictions answer 503 at once and request events wait in their buffer;
-the registry keeps what it knew and resyncs on the next session.
+aio-pika's robust connection reconnects by itself and restores the channels, the declared topology
+and the control-event consumer; the RPC client restores its reply consumer. When the connection
+drops, every in-flight predict batch fails at once (503) instead of waiting for its deadline, new
+predictions answer 503 and request events wait in their buffer; once it is back, the link checks
+that predictors consume and resyncs the registry before calling itself connected again.
 """
 
 from __future__ import annotations
@@ -11,31 +13,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
-from typing import Any
 
-import aio_pika
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 
-from infra.topology import REQUEST_EVENTS_KEY, DeclaredTopology, Topology, declare_topology
+from infra import amqp
+from infra.topology import (
+    FEEDBACK_KEY,
+    REQUEST_EVENTS_KEY,
+    DeclaredTopology,
+    Topology,
+    declare_topology,
+)
 from ingress.batcher import MicroBatcher
 from ingress.events import EventPublisher
 from ingress.metrics import IngressMetrics
+from ingress.peers import PeerLink
+from ingress.ratelimit import RateLimiter
 from ingress.registry import Registry
-from ingress.registry_client import RegistryClient
-from ingress.rpc import RpcClient
+from ingress.registry_client import RegistryClient, VersionReadyListener
 from ingress.settings import IngressSettings
 
 log = logging.getLogger(__name__)
 
-JSON = "application/json"
-
-
-class BrokerUnavailable(ConnectionError):
-    """No broker session right now."""
-
 
 class BrokerLink:
-    """Keeps one broker session alive and wires it to the batcher, events and registry."""
+    """Keeps one robust broker connection and wires it to the batcher, events and registry."""
 
     def __init__(
         self,
@@ -44,126 +46,180 @@ class BrokerLink:
         events: EventPublisher,
         registry: Registry,
         metrics: IngressMetrics,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._settings = settings
+        self._limiter = limiter
+        self.peers: PeerLink | None = None
+        """Heartbeats with the other ingress replicas (when the limiter splits limits)."""
         self._batcher = batcher
         self._events = events
         self._registry = registry
         self._metrics = metrics
         self._names = Topology(settings.namespace)
         self._topology: DeclaredTopology | None = None
+        self._connection: AbstractRobustConnection | None = None
+        self._predict_queue: AbstractQueue | None = None
+        self._registry_client: RegistryClient | None = None
+        self.rpc: amqp.RpcClient | None = None
         self.connected = asyncio.Event()
         self.sessions = 0
+        """How many times the link became connected (1 at start, +1 per reconnect)."""
         events.attach(self._publish_events)
 
     async def _publish_events(self, batch_id: str, body: bytes) -> None:
         topology = self._topology
-        if topology is None:
-            raise BrokerUnavailable("no broker connection")
-        await topology.events.publish(
-            aio_pika.Message(
-                body,
-                content_type=JSON,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                message_id=batch_id,
-            ),
-            routing_key=REQUEST_EVENTS_KEY,
-            timeout=5,
-        )
+        if topology is None or not self.connected.is_set():
+            raise amqp.BrokerUnavailable("no broker connection")
+        await amqp.publish(topology.events, body, REQUEST_EVENTS_KEY, message_id=batch_id)
+
+    async def publish_feedback(self, batch_id: str, body: bytes) -> None:
+        """One encoded ``FeedbackBatch`` on the events exchange, confirmed (else raises)."""
+        topology = self._topology
+        if topology is None or not self.connected.is_set():
+            raise amqp.BrokerUnavailable("no broker connection")
+        await amqp.publish(topology.events, body, FEEDBACK_KEY, message_id=batch_id)
 
     async def run(self) -> None:
-        """Connect, serve a session until the connection closes, back off, repeat."""
-        backoff = 0.5
-        while True:
-            try:
-                connection = await aio_pika.connect(
-                    self._settings.rabbitmq_url,
-                    client_properties={"connection_name": self._settings.ingress_id},
-                    timeout=10,
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("broker unreachable (%s); retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(5.0, backoff * 2)
-                continue
-            backoff = 0.5
-            try:
-                await self._session(connection)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("broker session ended: %r", exc)
-            finally:
-                self._detach()
-                with suppress(Exception):
-                    await asyncio.wait_for(connection.close(), 2.0)
-            await asyncio.sleep(backoff)
-
-    def _detach(self) -> None:
-        self.connected.clear()
-        self._topology = None
-        self._batcher.predictors_online = False
-
-    async def _session(self, connection: AbstractConnection) -> None:
-        loop = asyncio.get_running_loop()
-        closed: asyncio.Future[None] = loop.create_future()
-
-        def on_close(*_: Any) -> None:
-            if not closed.done():
-                closed.set_result(None)
-
-        connection.close_callbacks.add(on_close)
-        events_channel = await connection.channel(publisher_confirms=True)
-        topology = await declare_topology(events_channel, self._names)
-        rpc = RpcClient(await connection.channel(publisher_confirms=False))
-        await rpc.start()
-
-        async def send_batch(batch_id: str, body: bytes, expiration_s: float) -> None:
-            await rpc.publish(self._names.predict_requests, body, batch_id, expiration_s)
-
-        check_channel = await connection.channel(publisher_confirms=False)
-        predict_queue = await check_channel.get_queue(self._names.predict_requests, ensure=False)
-
-        async def check_consumers() -> None:
-            result = await asyncio.wait_for(predict_queue.declare(), 2.0)
-            count = result.consumer_count or 0
-            self._batcher.predictors_online = count > 0
-            self._metrics.predictors_online.set(count)
-
-        async def consumer_loop() -> None:
+        """Connect (waiting for the broker if it is away), then serve until cancelled."""
+        settings = self._settings
+        connection = await self._open_session()
+        try:
             while True:
-                await asyncio.sleep(self._settings.ingress_consumer_check_s)
+                await asyncio.sleep(settings.ingress_consumer_check_s)
+                if not self.connected.is_set():
+                    continue
                 try:
-                    await check_consumers()
+                    await self._check_consumers()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     log.warning("cannot check predictor consumers: %s", exc)
+        finally:
+            self._on_close(None)
+            await self._close(connection)
 
+    async def _open_session(self) -> AbstractRobustConnection:
+        """A connection with its channels, topology and consumers set up. A setup the broker does
+        not finish in ``ingress_broker_setup_timeout_s`` (a declare or bind left unanswered) drops
+        that connection and starts again on a new one, backing off up to 10 s."""
+        settings = self._settings
+        timeout_s = settings.ingress_broker_setup_timeout_s
+        pause_s = 1.0
+        while True:
+            connection = self._connection = await amqp.connect(
+                settings.rabbitmq_url,
+                settings.ingress_id,
+                on_close=self._on_close,
+                on_reconnect=self._on_reconnect,
+                wait=True,
+            )
+            try:
+                await asyncio.wait_for(self._set_up(connection), timeout_s)
+                return connection
+            except asyncio.CancelledError:
+                await self._close(connection)
+                raise
+            except Exception as exc:
+                reason = (
+                    f"did not finish in {timeout_s:g}s"
+                    if isinstance(exc, TimeoutError)
+                    else f"failed ({exc!r})"
+                )
+                log.warning(
+                    "broker session setup %s; opening a new connection in %.0fs", reason, pause_s
+                )
+            await self._close(connection)
+            await asyncio.sleep(pause_s)
+            pause_s = min(pause_s * 2, 10.0)
+
+    async def _set_up(self, connection: AbstractRobustConnection) -> None:
+        settings = self._settings
+        events_channel = await connection.channel(publisher_confirms=True)
+        topology = await declare_topology(events_channel, self._names)
+        rpc = amqp.RpcClient(await connection.channel(publisher_confirms=False))
+        await rpc.start()
+        check_channel = await connection.channel(publisher_confirms=False)
+        predict_queue = await check_channel.get_queue(self._names.predict_requests, ensure=False)
         registry_client = RegistryClient(
             self._registry,
             rpc,
             await connection.channel(publisher_confirms=False),
             topology,
-            self._settings.ingress_id,
-            self._settings.ingress_registry_resync_s,
-            self._settings.ingress_registry_timeout_s,
+            settings.ingress_id,
+            settings.ingress_registry_resync_s,
+            settings.ingress_registry_timeout_s,
         )
+        self._registry_client = registry_client  # stopped by _close if the setup goes no further
+        limiter = self._limiter
+        if limiter is not None and limiter.shares is not None:
+            # Before the registry snapshot: peers answer the hello while it is on its way.
+            peers = PeerLink(
+                limiter.shares,
+                limiter,
+                await connection.channel(publisher_confirms=False),
+                topology,
+                settings.ingress_peer_heartbeat_s,
+                self.connected.is_set,
+            )
+            self.peers = peers  # stopped (goodbye) by _close
+            self._metrics.bind(self._metrics.heartbeats_sent, lambda: float(peers.sent))
+            await peers.start()
+        # Predictors' ready reports, followed before the control events they answer.
+        await VersionReadyListener(
+            self._registry,
+            await connection.channel(publisher_confirms=False),
+            topology,
+            settings.ingress_id,
+        ).start()
         await registry_client.start()
+        # Set up in full: only now does the link use these (a half-done setup is dropped whole).
+        self.rpc = rpc
+        self._metrics.bind(self._metrics.rpc_failed_on_close, lambda: rpc.failed_on_close)
+        self._metrics.bind(self._metrics.rpc_late_replies, lambda: rpc.late_replies)
+        self._predict_queue = predict_queue
+
+        async def send_batch(
+            batch_id: str, body: bytes, expiration_s: float, headers: dict[str, str]
+        ) -> None:
+            await rpc.send(self._names.predict_requests, body, batch_id, expiration_s, headers)
+
         self._batcher.attach(send_batch, rpc.expect, rpc.forget)
-        await check_consumers()
         self._topology = topology
+        await self._on_reconnect()
+
+    async def _close(self, connection: AbstractRobustConnection) -> None:
+        if self.peers is not None:
+            with suppress(Exception):
+                await asyncio.wait_for(self.peers.stop(), 2.0)
+        if self._registry_client is not None:
+            with suppress(Exception):
+                await asyncio.wait_for(self._registry_client.stop(), 1.0)
+        with suppress(Exception):
+            await asyncio.wait_for(connection.close(), 2.0)
+
+    def _on_close(self, exc: BaseException | None) -> None:
+        """The connection dropped (or we stop): no new batches, in-flight ones fail now."""
+        self.connected.clear()
+        self._batcher.predictors_online = False
+        if self.rpc is not None:
+            self.rpc.fail_pending(amqp.RpcChannelClosed(f"the broker connection closed ({exc!r})"))
+
+    async def _on_reconnect(self) -> None:
+        """Connected (first time or again): predictors consuming? registry fresh? then ready."""
+        try:
+            await self._check_consumers()
+        except Exception as exc:
+            log.warning("cannot check predictor consumers: %s", exc)
+        if self._registry_client is not None:
+            self._registry_client.resync_now()
         self.sessions += 1
         self.connected.set()
-        if self.sessions > 1:
-            log.info("broker connection restored (session %d)", self.sessions)
-        checker = asyncio.create_task(consumer_loop())
-        try:
-            await closed
-        finally:
-            checker.cancel()
-            await asyncio.wait([checker], timeout=1.0)
-            with suppress(Exception):
-                await asyncio.wait_for(registry_client.stop(), 1.0)
+
+    async def _check_consumers(self) -> None:
+        assert self._predict_queue is not None
+        result = await asyncio.wait_for(self._predict_queue.declare(), 2.0)
+        count = result.consumer_count or 0
+        self._batcher.predictors_online = count > 0
+        self._registry.predictors_online = count
+        self._metrics.predictors_online.set(count)

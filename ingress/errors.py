@@ -18,12 +18,15 @@ class IngressError(Exception):
         code: ErrorCode,
         message: str,
         details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details or {}
+        self.headers = headers
+        """Headers the answer carries besides the usual ones (``Retry-After``)."""
 
     def body(self) -> bytes:
         return error_body(self.code, self.message, self.details)

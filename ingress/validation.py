@@ -7,6 +7,11 @@ from typing import Any
 from schemas import FeatureSpec, FeatureType
 
 MAX_REPORTED_INSTANCES = 10
+MAX_REPORTED_NAMES = 20
+"""Names listed per problem (missing, unexpected, mistyped); ``<problem>_count`` gives the total."""
+MAX_NAME_CHARS = 64
+FLOAT32_MAX = 3.4028234663852886e38
+"""Numbers must stay finite as float32: tree models cast their input to it."""
 
 
 class InvalidInput(Exception):
@@ -87,17 +92,39 @@ class FeatureValidator:
             return row, None
         problems: dict[str, Any] = {}
         if missing:
-            problems["missing"] = missing
+            _report(problems, "missing", missing)
         if unexpected:
-            problems["unexpected"] = unexpected
+            _report(problems, "unexpected", [_name(k) for k in unexpected[:MAX_REPORTED_NAMES]])
+            if len(unexpected) > MAX_REPORTED_NAMES:
+                problems["unexpected_count"] = len(unexpected)
         if mistyped:
-            problems["mistyped"] = mistyped
+            shown = dict(list(mistyped.items())[:MAX_REPORTED_NAMES])
+            problems["mistyped"] = shown
+            if len(mistyped) > MAX_REPORTED_NAMES:
+                problems["mistyped_count"] = len(mistyped)
             bad_categories = {
-                name: self._categories[name] for name in mistyped if name in self._categories
+                name: self._categories[name] for name in shown if name in self._categories
             }
             if bad_categories:
                 problems["allowed_categories"] = bad_categories
         return row, problems
+
+
+def _report(problems: dict[str, Any], key: str, names: list[str]) -> None:
+    """The first ``MAX_REPORTED_NAMES`` names, and how many there are when there are more."""
+    problems[key] = names[:MAX_REPORTED_NAMES]
+    if len(names) > MAX_REPORTED_NAMES:
+        problems[f"{key}_count"] = len(names)
+
+
+def _name(name: str) -> str:
+    return name if len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS] + "…"
+
+
+def _range_problem(value: float) -> str | None:
+    if -FLOAT32_MAX <= value <= FLOAT32_MAX:  # also false for NaN
+        return None
+    return f"out of range: a finite number between {-FLOAT32_MAX:.4g} and {FLOAT32_MAX:.4g}"
 
 
 def _kind(value: Any) -> str:
@@ -118,11 +145,11 @@ def _type_problem(ftype: FeatureType, value: Any, allowed: frozenset[str] | None
     kind = type(value)
     if ftype is FeatureType.NUMBER:
         if kind is float or kind is int:
-            return None
+            return _range_problem(value)
         return f"expected a number, got {_kind(value)}"
     if ftype is FeatureType.INTEGER:
         if kind is int or (kind is float and value.is_integer()):
-            return None
+            return _range_problem(value)
         return f"expected an integer, got {_kind(value)}"
     if ftype is FeatureType.BOOLEAN:
         if kind is bool:
@@ -135,18 +162,17 @@ def _type_problem(ftype: FeatureType, value: Any, allowed: frozenset[str] | None
     else:
         return f"expected a category (string), got {_kind(value)}"
     if allowed is not None and text not in allowed:
-        return f"unknown category {text!r}"
+        return f"unknown category {_name(text)!r}"
     return None
 
 
 def _summary(problems: dict[str, Any]) -> str:
     parts = []
-    if "missing" in problems:
-        parts.append("missing: " + ", ".join(problems["missing"]))
-    if "unexpected" in problems:
-        parts.append("unexpected: " + ", ".join(problems["unexpected"]))
-    if "mistyped" in problems:
-        parts.append("mistyped: " + ", ".join(problems["mistyped"]))
+    for key in ("missing", "unexpected", "mistyped"):
+        if key in problems:
+            names = list(problems[key])
+            more = problems.get(f"{key}_count", len(names)) - len(names)
+            parts.append(f"{key}: " + ", ".join(names) + (f" (and {more} more)" if more else ""))
     if "not_an_object" in problems:
         parts.append(str(problems["not_an_object"]))
     return "invalid input (" + "; ".join(parts) + ")"

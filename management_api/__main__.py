@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import uvloop
-from aiohttp import web
-
+from infra import http
 from infra.service import configure_logging
 from management_api.app import create_app
 from management_api.settings import ManagementSettings
@@ -23,14 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.port:
         settings.management_port = args.port
     configure_logging(settings.log_level)
-    uvloop.install()
-    web.run_app(
-        create_app(settings),
-        host=settings.management_host,
-        port=settings.management_port,
-        access_log=None,
-        print=None,
-    )
+    http.run_app(create_app(settings), settings.management_host, settings.management_port, settings)
     return 0
 
 

@@ -3,16 +3,22 @@ once ``YOUR_API_KEY`` is replaced by the key."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import shlex
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from management_api.catalog import placeholder_example
 from management_api.db import ModelVersion
-from schemas import FeatureSpec, FeatureType, Task
+from schemas import FeatureSpec, FeatureType, ImageSpec, InkLevel, Task
 from schemas.resources import ApiDocs, ApiPublic
 
 KEY_PLACEHOLDER = "YOUR_API_KEY"
+EXAMPLE_IMAGE_SIDE = 64
 
 
 def example_input(version: ModelVersion, features: list[FeatureSpec]) -> dict[str, Any]:
@@ -38,14 +44,49 @@ def example_output(version: ModelVersion, task: Task, classes: list[str] | None)
     return out
 
 
-def curl_example(url: str, body: dict[str, Any]) -> str:
+def curl_example(url: str, body: dict[str, Any], key: str = KEY_PLACEHOLDER) -> str:
+    """A POSIX-shell command that works as pasted: every word quoted with ``shlex.quote`` (a ``'``
+    inside a value becomes ``'"'"'``), the JSON body on one line."""
     payload = json.dumps(body, separators=(", ", ": "))
     return (
         f"curl -sS -X POST {shlex.quote(url)} \\\n"
         "  -H 'Content-Type: application/json' \\\n"
-        f"  -H 'X-API-Key: {KEY_PLACEHOLDER}' \\\n"
+        f"  -H {shlex.quote('X-API-Key: ' + key)} \\\n"
         f"  -d {shlex.quote(payload)}"
     )
+
+
+def image_curl_example(url: str, body: dict[str, Any], key: str = KEY_PLACEHOLDER) -> str:
+    """For an image API: a PNG/JPEG file as a form field, the same as base64 in JSON, then the
+    pixel features (``curl_example``)."""
+    quoted_url, quoted_key = shlex.quote(url), shlex.quote("X-API-Key: " + key)
+    return (
+        "# an image file (PNG or JPEG), sent as a form field\n"
+        f"curl -sS -X POST {quoted_url} \\\n"
+        f"  -H {quoted_key} \\\n"
+        "  -F image=@digit.png\n\n"
+        "# the same image as base64 in JSON\n"
+        f"curl -sS -X POST {quoted_url} \\\n"
+        "  -H 'Content-Type: application/json' \\\n"
+        f"  -H {quoted_key} \\\n"
+        '  -d "{\\"image\\": \\"$(base64 < digit.png | tr -d \'\\n\')\\"}"\n\n'
+        "# or its pixel features\n" + curl_example(url, body, key)
+    )
+
+
+def example_png(spec: ImageSpec, features: list[FeatureSpec], row: dict[str, Any]) -> bytes:
+    """A feature row drawn as a PNG, dark ink on white, each pixel a SCALE x SCALE block: sent
+    as an image it gives back (about) the row."""
+    values = np.array([float(row.get(f.name) or 0.0) for f in features], dtype=np.float64)
+    share = (values - spec.min_value) / (spec.max_value - spec.min_value)
+    ink = share if spec.ink is InkLevel.HIGH else 1.0 - share
+    gray = (255.0 * (1.0 - ink.clip(0.0, 1.0))).round().astype(np.uint8)
+    image = Image.fromarray(gray.reshape(spec.height, spec.width))
+    scale = max(1, EXAMPLE_IMAGE_SIDE // max(spec.width, spec.height))
+    image = image.resize((spec.width * scale, spec.height * scale), Image.Resampling.NEAREST)
+    out = io.BytesIO()
+    image.save(out, "PNG", optimize=True)
+    return out.getvalue()
 
 
 def python_example(url: str, body: dict[str, Any]) -> str:
@@ -71,6 +112,12 @@ with urllib.request.urlopen(request, timeout=10) as response:
 
 ERRORS = [
     {"status": 400, "code": "INVALID_INPUT", "when": "missing, unexpected or mistyped features"},
+    {
+        "status": 400,
+        "code": "INVALID_IMAGE",
+        "when": "an image that is not a readable PNG or JPEG, over 4 megapixels, or sent to an "
+        "API that takes no images",
+    },
     {"status": 401, "code": "MISSING_API_KEY", "when": "no X-API-Key header"},
     {"status": 403, "code": "INVALID_API_KEY", "when": "the key is wrong or was regenerated"},
     {"status": 403, "code": "API_INACTIVE", "when": "the API is deactivated"},
@@ -103,19 +150,29 @@ def feature_docs(features: list[FeatureSpec]) -> list[FeatureSpec]:
 def build_docs(api: ApiPublic, version: ModelVersion) -> ApiDocs:
     features = [FeatureSpec.model_validate(f) for f in version.features]
     body = example_input(version, features)
+    image = ImageSpec.model_validate(version.image) if version.image else None
+    image_body = (
+        None
+        if image is None
+        else {"image": base64.b64encode(example_png(image, features, body)).decode()}
+    )
     return ApiDocs(
         api_id=api.id,
         name=api.name,
         endpoint_url=api.endpoint_url,
         headers={"Content-Type": "application/json", "X-API-Key": KEY_PLACEHOLDER},
         task=api.task,
-        model_version=version.number,
+        version_number=version.number,
         features=feature_docs(features),
         classes=version.classes,
         example_request=body,
         example_response=example_output(version, api.task, version.classes),
         batch_example_request={"instances": [body, body]},
-        curl=curl_example(api.endpoint_url, body),
+        image=image,
+        image_example_request=image_body,
+        curl=curl_example(api.endpoint_url, body)
+        if image is None
+        else image_curl_example(api.endpoint_url, body),
         python=python_example(api.endpoint_url, body),
         errors=ERRORS,
     )

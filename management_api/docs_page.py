@@ -113,7 +113,9 @@ function render() {
       if (content) {
         const json = content["application/json"], form = content["multipart/form-data"];
         bodyEl = $("textarea");
-        bodyEl.value = JSON.stringify(example(json ? json.schema : form.schema.allOf[0]), null, 2);
+        const fields = json ? example(json.schema) : example(form.schema);
+        if (!json) delete fields.file;
+        bodyEl.value = JSON.stringify(fields, null, 2);
         body.append($("label", { text: json ? "JSON body" : "form fields (JSON)" }), bodyEl);
         if (form) { fileEl = $("input", { type: "file" });
           body.append($("label", { text: "file (multipart; fields above are sent as form fields)" }), fileEl); }

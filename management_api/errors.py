@@ -20,10 +20,12 @@ class ServiceError(Exception):
         details: dict[str, Any] | None = None,
         code: str | None = None,
         status: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
+        self.headers = headers or {}
         if code is not None:
             self.code = code
         if status is not None:
@@ -63,6 +65,18 @@ class NotFound(ServiceError):
 class Conflict(ServiceError):
     status = 409
     code = ErrorCode.CONFLICT
+
+
+class IncompatibleVersion(ServiceError):
+    """The version would break requests the API accepts today; ``details`` carry the diff."""
+
+    status = 409
+    code = "INCOMPATIBLE_VERSION"
+
+
+class TooManyRequests(ServiceError):
+    status = 429
+    code = ErrorCode.RATE_LIMITED
 
 
 class PayloadTooLarge(ServiceError):

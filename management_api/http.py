@@ -4,7 +4,10 @@ middleware mapping ``ServiceError`` (and anything unexpected) to ``schemas.Error
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -12,8 +15,13 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm.exc import StaleDataError
 
+from infra import http
+from management_api.accounts import Principal
+from management_api.docs_page import DOCS_HTML
 from management_api.errors import (
     Forbidden,
     InvalidInput,
@@ -30,9 +38,69 @@ from schemas import ErrorBody, ErrorCode
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+JSON_MAX_BYTES = 1024 * 1024
+"""Largest JSON body (decoded); uploads go as multipart, bounded by ``management_max_upload_mb``."""
+MAX_REPORTED_ERRORS = 20
+MAX_FIELD_CHARS = 100
+_BOUNDARY = re.compile(r";\s*boundary=\S", re.IGNORECASE)
+
+
+def _inline_hashes(html: str, tag: str) -> str:
+    blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.S)
+    return " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() + "'"
+        for b in blocks
+    )
+
+
+DASHBOARD_CSP = (
+    "default-src 'self'; "
+    f"script-src 'self' {_inline_hashes(DOCS_HTML, 'script')}; "
+    # React and the charts set style attributes; styles cannot run code.
+    "style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+"""CSP of the dashboard, ``/docs`` (its one inline script allowed by hash) and other HTML."""
+
+
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
+
+
+def url_origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, or None when it has none (or it would not be
+    one plain CSP source)."""
+    match = re.match(r"(https?://[^/?#]+)", url.strip())
+    if match is None:
+        return None
+    origin = match.group(1)
+    return origin if _ORIGIN.fullmatch(origin) else None
+
+
+def dashboard_csp(public_ingress_url: str) -> str:
+    """The dashboard's policy, which lets it reach ingress too: the API docs' "Try it" panel calls
+    the prediction route from the browser."""
+    origin = url_origin(public_ingress_url)
+    if origin is None:
+        return DASHBOARD_CSP
+    return DASHBOARD_CSP.replace("connect-src 'self';", f"connect-src 'self' {origin};", 1)
+
+
+def csp_for(public_ingress_url: str) -> Callable[[web.StreamResponse], str]:
+    """The policy of an answer: the dashboard's for HTML, the data policy for everything else."""
+    dashboard = dashboard_csp(public_ingress_url)
+
+    def policy(response: web.StreamResponse) -> str:
+        return dashboard if response.content_type == "text/html" else http.API_CSP
+
+    return policy
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Auth = Literal["public", "user", "admin"]
-Owned = Literal["model", "api", "job", "user"]
+Owned = Literal["model", "api", "job", "user", "webhook", "alert_rule"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +122,8 @@ class Route:
     owns: Owned | None = None
     content_type: str = "application/json"
     description: str = ""
+    errors: tuple[int, ...] = ()
+    """Error statuses this operation answers beyond the common ones (documented in OpenAPI)."""
 
     @property
     def operation_id(self) -> str:
@@ -75,7 +145,9 @@ def error_response(error: ServiceError, request_id: str | None = None) -> web.Re
     if request_id is not None:
         details.setdefault("request_id", request_id)
     body = ErrorBody.of(str(error.code), error.message, details)
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    headers = dict(error.headers)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return web.Response(
         body=body.__pydantic_serializer__.to_json(body),
         status=error.status,
@@ -85,16 +157,21 @@ def error_response(error: ServiceError, request_id: str | None = None) -> web.Re
 
 
 def validation_details(exc: ValidationError) -> dict[str, Any]:
-    return {
+    """The first ``MAX_REPORTED_ERRORS`` problems (``error_count`` says how many in all)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    details: dict[str, Any] = {
         "errors": [
             {
-                "field": ".".join(str(p) for p in err["loc"]) or "(body)",
-                "message": err["msg"],
+                "field": (".".join(str(p) for p in err["loc"]) or "(body)")[:MAX_FIELD_CHARS],
+                "message": err["msg"][:200],
                 "type": err["type"],
             }
-            for err in exc.errors(include_url=False, include_input=False)
+            for err in errors[:MAX_REPORTED_ERRORS]
         ]
     }
+    if len(errors) > MAX_REPORTED_ERRORS:
+        details["error_count"] = len(errors)
+    return details
 
 
 def validate(model: type[M], data: Any, what: str = "body") -> M:
@@ -110,14 +187,14 @@ async def read_json(request: web.Request, model: type[M]) -> M:
             "send a JSON body with Content-Type: application/json",
             details={"content_type": request.content_type},
         )
-    raw = await request.read()
+    raw = await http.read_body(request, JSON_MAX_BYTES)
     if not raw.strip():
         data: Any = {}
     else:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise InvalidJson(f"the body is not valid JSON: {exc}") from exc
+            raise InvalidJson(f"the body is not valid JSON: {str(exc)[:200]}") from exc
     return validate(model, data)
 
 
@@ -126,7 +203,8 @@ def read_query(request: web.Request, model: type[M]) -> M:
     return validate(model, data, "query")
 
 
-def principal(request: web.Request) -> Any:
+def principal(request: web.Request) -> Principal:
+    """Who is calling (set by ``with_auth``; only routes that are not public have one)."""
     return request[PRINCIPAL]
 
 
@@ -160,20 +238,75 @@ HTTP_ERRORS: dict[int, str] = {
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as ``{"error": ...}``; unexpected ones are logged, never leaked."""
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     response = await _answer(request, handler, request_id)
     response.headers.setdefault("X-Request-Id", request_id)
     return response
 
 
+async def _allowed_methods(request: web.Request) -> set[str]:
+    """The methods of the first path template that matches, as routing tries them (aiohttp's own
+    ``Allow`` joins every template that matches: ``/api/users/{id}`` would add its methods to
+    ``/api/users/me``)."""
+    template = None
+    allowed_methods: set[str] = set()
+    for resource in request.app.router.resources():
+        if template is not None and resource.canonical != template:
+            continue
+        _, allowed = await resource.resolve(request)
+        if allowed:
+            template = resource.canonical
+            allowed_methods |= allowed
+    return allowed_methods
+
+
+def _check_body_headers(request: web.Request) -> None:
+    """gzip and deflate are inflated for JSON bodies only (``read_json``); a form parser would
+    read the compressed bytes, so an encoded non-JSON body is refused (415). A multipart body
+    without its boundary cannot be parsed (400)."""
+    if request.content_type.startswith("multipart/") and not _BOUNDARY.search(
+        request.headers.get("Content-Type", "")
+    ):
+        raise InvalidInput("a multipart body needs a boundary in its Content-Type")
+    if request.body_exists and http.content_encoding(request) != "identity":
+        if request.content_type != "application/json":
+            raise UnsupportedMediaType(
+                "only JSON bodies may be gzip or deflate encoded",
+                details={"content_type": request.content_type[:100]},
+            )
+
+
 async def _answer(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
     try:
+        _check_body_headers(request)
         return await handler(request)
     except asyncio.CancelledError:
         raise
     except ServiceError as exc:
         return error_response(exc)
+    except (http.BodyError, ConnectionResetError) as exc:
+        body_error = exc if isinstance(exc, http.BodyError) else http.ClientClosed()
+        if body_error.status == 499:
+            log.info("%s %s: the client left before its body arrived", request.method, request.path)
+        return error_response(
+            ServiceError(
+                body_error.message,
+                code=body_error.code,
+                status=body_error.status,
+                details=body_error.details,
+            )
+        )
+    except StaleDataError:  # the row changed or went away between reading and writing it
+        return error_response(
+            ServiceError(
+                "changed or deleted meanwhile; reload and retry", code="CONFLICT", status=409
+            )
+        )
+    except HttpProcessingError as exc:  # a malformed multipart body
+        return error_response(
+            InvalidInput("malformed body", details={"reason": str(exc.message)[:200]})
+        )
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(
             PayloadTooLarge("the request body is too large", details={"limit": exc.text})
@@ -187,7 +320,13 @@ async def _answer(request: web.Request, handler: Handler, request_id: str) -> we
         )
         error = ServiceError(message, code=code, status=exc.status)
         if exc.status == 404:
-            error = NotFound(message, details={"path": request.path})
+            error = NotFound(message, details={"path": request.path[:200]})
+        if exc.status == 405:
+            allowed = await _allowed_methods(request)
+            if not allowed:
+                error = NotFound("no such route", details={"path": request.path[:200]})
+            else:
+                error.headers = {"Allow": ", ".join(sorted(allowed))}
         return error_response(error)
     except Exception:
         log.exception(

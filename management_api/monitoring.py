@@ -6,14 +6,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
+
+from aiohttp import web
+from clickhouse_connect.driver.exceptions import OperationalError
 
 from management_api.accounts import Principal
 from management_api.errors import InvalidInput, ServiceUnavailable
 from management_api.exports import ApiFilter, Exports
-from management_api.queries import MonitoringQueries, QueryError
-from schemas import ApiStatus
+from management_api.monitoring_sql import QueryError
+from management_api.performance import measure
+from management_api.queries import MonitoringQueries
+from schemas import ApiChanged, ApiChangeKind, ApiStatus, Task
 from schemas.monitoring import (
     Alert,
     AlertList,
@@ -27,17 +33,58 @@ from schemas.monitoring import (
     StatusFilter,
     TimeSeries,
 )
+from schemas.performance import Performance
 from schemas.resources import AlertThresholds, ApiPublic, SortKey
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+SplitBy = Literal["version"]
 CRITICAL_FACTOR = 1.5
 """A value this many times its threshold is critical rather than a warning."""
 MIN_REQUESTS_FOR_RATES = 10
 """Error rate and p95 alerts need this many requests in 24 h to mean something."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+MARKER_OF: dict[ApiChangeKind, str] = {
+    ApiChangeKind.CREATED: "created",
+    ApiChangeKind.DEPLOYED: "deploy",
+    ApiChangeKind.KEY_ROTATED: "key_rotated",
+    ApiChangeKind.STATUS: "status",
+}
+"""The control events recorded as chart markers (a rename or a threshold change is not one)."""
+
+_REQUEST: ContextVar[web.Request | None] = ContextVar("monitoring_request", default=None)
+"""The request being handled, so a change's marker names who made it (``current_actor``)."""
+
+
+@web.middleware
+async def actor_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Keep the request in a context variable while it is handled (its principal is set later,
+    by the route's authentication, and read when a change is recorded)."""
+    token = _REQUEST.set(request)
+    try:
+        return await handler(request)
+    finally:
+        _REQUEST.reset(token)
+
+
+def current_actor() -> str:
+    """The username of the caller whose request is being handled ("" outside a request)."""
+    from management_api.keys import PRINCIPAL  # here: keys imports this module
+
+    request = _REQUEST.get()
+    who = None if request is None else request.get(PRINCIPAL)
+    return "" if who is None else who.username
+
+
+UNREACHABLE: tuple[type[Exception], ...] = (OperationalError, ConnectionError)
+"""What an unreachable ClickHouse raises: clickhouse-connect wraps refused, reset and timed-out
+connections (and a 429/503/504 still answered after its retries) as ``OperationalError``; a bare
+``ConnectionError`` from the socket layer is the same outage."""
 
 
 def sort_apis(apis: list[ApiPublic], sort: SortKey, descending: bool) -> list[ApiPublic]:
@@ -59,6 +106,15 @@ def sort_apis(apis: list[ApiPublic], sort: SortKey, descending: bool) -> list[Ap
         return value, api.id
 
     return sorted(apis, key=key, reverse=descending)
+
+
+def serving_versions(api: ApiPublic) -> list[str]:
+    """The model store keys an API has loaded in the predictors: the version it serves and a
+    canary or shadow version beside it (their memory is the API's memory)."""
+    versions = [api.model_version_id]
+    if api.traffic is not None and api.traffic.model_version_id not in versions:
+        versions.append(api.traffic.model_version_id)
+    return versions
 
 
 def compute_alerts(stats: ApiStats, thresholds: AlertThresholds) -> list[Alert]:
@@ -111,6 +167,7 @@ class Monitoring:
         self._queries: MonitoringQueries | None = None
         self._lock = asyncio.Lock()
         self._timeout_s = timeout_s
+        self._recording: set[asyncio.Task[None]] = set()
 
     async def queries(self) -> MonitoringQueries:
         if self._queries is None:
@@ -120,6 +177,8 @@ class Monitoring:
         return self._queries
 
     async def close(self) -> None:
+        if self._recording:
+            await asyncio.wait(self._recording, timeout=self._timeout_s)
         if self._queries is not None:
             await self._queries.client.close()
             self._queries = None
@@ -133,8 +192,10 @@ class Monitoring:
             raise InvalidInput(str(exc)) from exc
         except TimeoutError as exc:
             raise ServiceUnavailable("the monitoring store did not answer in time; retry") from exc
-        except Exception as exc:
-            log.warning("monitoring query failed: %s: %s", type(exc).__name__, exc)
+        except UNREACHABLE as exc:
+            # Only an outage is a 503; anything else (a query ClickHouse refuses, a bug) goes on
+            # to the error middleware: logged with its traceback, answered 500 with a request id.
+            log.warning("monitoring store unreachable: %s: %s", type(exc).__name__, exc)
             raise ServiceUnavailable(
                 "the monitoring store (ClickHouse) is unavailable; retry shortly"
             ) from exc
@@ -146,13 +207,23 @@ class Monitoring:
         """Fill ``stats`` of each API; when ClickHouse is down, leave them None unless required."""
         if not apis:
             return apis
+        versions = {a.id: serving_versions(a) for a in apis}
         try:
-            summaries = await self._ask(lambda q: q.summaries([a.id for a in apis]))
+            summaries, usage = await self._ask(
+                lambda q: asyncio.gather(q.summaries([a.id for a in apis]), q.usage(versions))
+            )
         except ServiceUnavailable:
             if required:
                 raise
             return apis
-        return [a.model_copy(update={"stats": summaries.get(a.id, ApiSummary())}) for a in apis]
+        result = []
+        for a in apis:
+            cpu_percent, memory_mb = usage.get(a.id, (0.0, 0.0))
+            summary = summaries.get(a.id, ApiSummary()).model_copy(
+                update={"cpu_percent": cpu_percent, "memory_mb": memory_mb}
+            )
+            result.append(a.model_copy(update={"stats": summary}))
+        return result
 
     async def list_apis(
         self,
@@ -173,15 +244,73 @@ class Monitoring:
         overview = await self._ask(lambda q: q.overview([a.id for a in apis], active))
         return overview.model_copy(update={"total_apis": len(apis), "active_apis": active})
 
-    async def stats(self, principal: Principal, api_id: str, range_: Range) -> ApiStats:
+    async def stats(
+        self, principal: Principal, api_id: str, range_: Range, by: SplitBy | None = None
+    ) -> ApiStats:
         api = await self._exports.get(principal, api_id)
-        return await self._ask(lambda q: q.api_stats(api.id, range_, [api.model_version_id]))
+        stats = await self._ask(lambda q: q.api_stats(api.id, range_, serving_versions(api)))
+        if by == "version":
+            numbers = await self._exports.version_numbers(principal, api_id)
+            classifier = api.task is Task.CLASSIFICATION
+            by_version = await self._ask(
+                lambda q: q.version_stats(api.id, range_, numbers, classifier)
+            )
+            stats = stats.model_copy(update={"by_version": by_version})
+        return stats
 
     async def time_series(
-        self, principal: Principal, api_id: str, range_: Range, bucket: Bucket
+        self,
+        principal: Principal,
+        api_id: str,
+        range_: Range,
+        bucket: Bucket,
+        by: SplitBy | None = None,
     ) -> TimeSeries:
         api = await self._exports.get(principal, api_id)
-        return await self._ask(lambda q: q.time_series(api.id, range_, bucket))
+        series = await self._ask(lambda q: q.time_series(api.id, range_, bucket))
+        if by == "version":
+            numbers = await self._exports.version_numbers(principal, api_id)
+            by_version = await self._ask(
+                lambda q: q.version_time_series(api.id, range_, bucket, numbers)
+            )
+            series = series.model_copy(update={"by_version": by_version})
+        return series
+
+    async def overview_time_series(
+        self, principal: Principal, range_: Range, bucket: Bucket
+    ) -> TimeSeries:
+        """Requests, errors and latency per bucket over every API the caller can see."""
+        ids = [a.id for a in await self._exports.search(principal, ApiFilter())]
+        return await self._ask(lambda q: q.time_series(None, range_, bucket, api_ids=ids))
+
+    def record_change(self, change: ApiChanged) -> None:
+        """Store a deploy, key rotation, status change or creation as a chart marker, in the
+        background: never raises nor delays the change (a marker lost to an outage is logged)."""
+        kind = MARKER_OF.get(change.kind)
+        if kind is None or change.api is None:
+            return
+        record = change.api
+        detail = record.status.value if change.kind is ApiChangeKind.STATUS else ""
+        actor = current_actor()
+
+        async def store() -> None:
+            try:
+                await asyncio.wait_for(
+                    self._run(
+                        lambda q: q.record_change(
+                            change.api_id, change.at, kind, record.version_number, actor, detail
+                        )
+                    ),
+                    self._timeout_s,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("chart marker %s of %s not stored: %r", kind, change.api_id, exc)
+
+        task = asyncio.create_task(store())
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
 
     async def requests(
         self,
@@ -194,11 +323,17 @@ class Monitoring:
         api = await self._exports.get(principal, api_id)
         return await self._ask(lambda q: q.request_history(api.id, page, page_size, status))
 
+    async def performance(self, principal: Principal, api_id: str, range_: Range) -> Performance:
+        """Live accuracy / F1 or MAE / RMSE per version from feedback (``performance``)."""
+        api = await self._exports.get(principal, api_id)
+        versions = await self._exports.version_infos(principal, api_id)
+        return await self._ask(lambda q: measure(q, api.id, api.task, range_, versions))
+
     async def resources(self, principal: Principal, api_id: str, range_: Range) -> Resources:
         api = await self._exports.get(principal, api_id)
-        return await self._ask(lambda q: q.resources(api.id, range_, [api.model_version_id]))
+        return await self._ask(lambda q: q.resources(api.id, range_, serving_versions(api)))
 
     async def alerts(self, principal: Principal, api_id: str) -> AlertList:
         api = await self._exports.get(principal, api_id)
-        stats = await self._ask(lambda q: q.api_stats(api.id, "24h", [api.model_version_id]))
+        stats = await self._ask(lambda q: q.api_stats(api.id, "24h", serving_versions(api)))
         return AlertList(items=compute_alerts(stats, api.alert_thresholds))

@@ -15,6 +15,15 @@ from schemas import ErrorBody
 REF = "#/components/schemas/{model}"
 _PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
+BODY_ERRORS = {
+    "408": "The body did not arrive in time",
+    "413": "The body (decoded) is larger than the limit",
+    "415": "Wrong Content-Type, or a Content-Encoding other than gzip/deflate (JSON only)",
+}
+EXTRA_ERRORS = {
+    "401": "Wrong username or password",
+    "429": "Too many attempts; retry after Retry-After seconds",
+}
 ERROR_STATUSES = {
     "400": "Invalid input (the details name every problem)",
     "401": "Missing, invalid or expired token",
@@ -30,10 +39,60 @@ def openapi_path(path: str) -> str:
     return _PARAM.sub(lambda m: "{" + m.group(1) + "}", path)
 
 
+def form_schema(
+    form: type[BaseModel], file_field: str, components: dict[str, Any]
+) -> dict[str, Any]:
+    """One object schema of the multipart form as it travels: the model's text fields, the file,
+    and JSON-valued fields (lists, objects) as JSON strings (their shape in the description)."""
+    schema = form.model_json_schema(ref_template=REF)
+    defs = schema.pop("$defs", {})
+    for name, definition in defs.items():
+        components.setdefault(name, definition)
+    properties: dict[str, Any] = {}
+    for name, prop in schema.get("properties", {}).items():
+        if _json_valued(prop, defs):
+            properties[name] = {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "description": f"JSON: {prop.get('description') or _shape(prop)}",
+            }
+        else:
+            properties[name] = prop
+    properties[file_field] = {"type": "string", "contentMediaType": "application/octet-stream"}
+    return {
+        "type": "object",
+        "title": schema.get("title", form.__name__),
+        "required": [*schema.get("required", []), file_field],
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+def _json_valued(prop: dict[str, Any], defs: dict[str, Any]) -> bool:
+    for option in prop.get("anyOf", [prop]):
+        if "$ref" in option:
+            option = defs.get(option["$ref"].rsplit("/", 1)[-1], {})
+        if option.get("type") in ("array", "object"):
+            return True
+    return False
+
+
+def _shape(prop: dict[str, Any]) -> str:
+    options = [o for o in prop.get("anyOf", [prop]) if o.get("type") != "null"]
+    kinds = []
+    for option in options:
+        kind = option.get("type") or option.get("$ref", "").rsplit("/", 1)[-1]
+        items = option.get("items", {})
+        if kind == "array" and "$ref" in items:
+            kind = f"array of {items['$ref'].rsplit('/', 1)[-1]}"
+        kinds.append(kind)
+    return " or ".join(k for k in kinds if k) or "a JSON value"
+
+
 def _models(routes: list[Route]) -> list[tuple[type[BaseModel], Any]]:
     seen: dict[tuple[type[BaseModel], str], None] = {(ErrorBody, "serialization"): None}
     for route in routes:
-        for model in (route.body, route.form, route.query):
+        for model in (route.body, route.query):
             if model is not None:
                 seen[(model, "validation")] = None
         if route.response is not None:
@@ -85,23 +144,9 @@ def build_openapi(
         if route.body is not None:
             content["application/json"] = {"schema": ref(route.body, "validation")}
         if route.form is not None:
-            form_schema = {
-                "allOf": [
-                    ref(route.form, "validation"),
-                    {
-                        "type": "object",
-                        "required": [route.form_file or "file"],
-                        "properties": {
-                            route.form_file or "file": {
-                                "type": "string",
-                                "contentMediaType": "application/octet-stream",
-                            }
-                        },
-                    },
-                ],
-                "description": "JSON-valued fields (params, features, classes) go as JSON strings.",
+            content["multipart/form-data"] = {
+                "schema": form_schema(route.form, route.form_file or "file", components)
             }
-            content["multipart/form-data"] = {"schema": form_schema}
         if content:
             operation["requestBody"] = {"required": True, "content": content}
         responses: dict[str, Any] = {}
@@ -111,6 +156,12 @@ def build_openapi(
             responses[str(route.status)] = {
                 "description": "HTML page",
                 "content": {"text/html": {"schema": {"type": "string"}}},
+            }
+        elif route.content_type == "text/plain":
+            # Prometheus's text exposition format (its media type carries a version parameter).
+            responses[str(route.status)] = {
+                "description": "Plain text",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
             }
         else:
             schema = (
@@ -122,10 +173,15 @@ def build_openapi(
                 "description": "Success",
                 "content": {"application/json": {"schema": schema}},
             }
-        for status, text in ERROR_STATUSES.items():
-            if route.auth == "public" and status in {"401", "403"}:
-                continue
-            responses[status] = {
+        errors = dict(ERROR_STATUSES)
+        if route.auth == "public":
+            del errors["401"], errors["403"]
+        if content:
+            errors.update(BODY_ERRORS)
+        for extra in route.errors:
+            errors[str(extra)] = EXTRA_ERRORS.get(str(extra), "See the error code")
+        for code, text in sorted(errors.items()):
+            responses[code] = {
                 "description": text,
                 "content": {"application/json": {"schema": error_ref}},
             }

@@ -1,12 +1,6 @@
-"""Monitoring queries over ClickHouse for the management API.
-
-Pure builders return SQL text with server-side parameters (``{name:Type}``); only the database
-name, checked against an identifier pattern, is written into the text. ``MonitoringQueries`` runs
-them on one clickhouse-connect async client and shapes rows into ``schemas.monitoring`` models.
-
-Dashboards read the rollups (``request_stats_1m`` for the last day, ``request_stats_1h`` beyond,
-``request_stats_1d`` for all-time figures);
-the raw ``request_events`` table is read only for request history and slowest requests.
+"""Running the monitoring queries: ``MonitoringQueries`` sends the SQL of
+``management_api.monitoring_sql`` to one clickhouse-connect async client and shapes the rows (read
+by name) into ``schemas.monitoring`` models.
 """
 
 from __future__ import annotations
@@ -18,345 +12,67 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from infra.clickhouse import is_identifier
+from clickhouse_connect.driver.asyncclient import AsyncClient
+
+from management_api.monitoring_sql import (
+    AGREEMENT_SLACK_MS,
+    QueryError,
+    bucket_window,
+    check_database,
+    check_range,
+    cpu_by_api_sql,
+    cpu_memory_series_sql,
+    is_raw_bucket,
+    markers_sql,
+    model_memory_series_sql,
+    overview_totals_sql,
+    predictor_workers_sql,
+    range_params,
+    range_stats_sql,
+    raw_time_series_sql,
+    raw_version_time_series_sql,
+    recent_window_params,
+    request_count_sql,
+    request_history_sql,
+    resource_figures_sql,
+    shadow_agreement_sql,
+    shadow_stats_sql,
+    slowest_requests_sql,
+    summaries_recent_sql,
+    summaries_totals_sql,
+    time_series_sql,
+    version_range_stats_sql,
+    version_time_series_sql,
+    workers_sql,
+)
 from schemas.monitoring import (
-    BUCKET_SECONDS,
-    RANGE_SECONDS,
     ApiStats,
     ApiSummary,
     Bucket,
     HistogramBucket,
+    Marker,
     Overview,
     Range,
     RequestPage,
     RequestRecord,
     Resources,
     SeriesPoint,
+    ShadowFigures,
     StatusFilter,
     TimeSeries,
     ValuePoint,
+    VersionFigures,
+    VersionSeries,
     WorkerResources,
 )
 
+Row = dict[str, Any]
+"""One ClickHouse row by column name (clickhouse-connect's ``named_results()``)."""
+
 # Upper edges of the latency histogram in the rollups' map; 0 stands for +inf (see migration 0001).
 HISTOGRAM_EDGES_MS: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 0)
-QUANTILES = "0.5, 0.9, 0.95, 0.99"
-RECORD_COLUMNS = (
-    "event_id, ts, status_code, error_code, total_ms, inference_ms, model_version, "
-    "prediction, input, output, worker_id"
-)
-STATUS_CONDITIONS: dict[str, str] = {
-    "success": "status_code < 400",
-    "error": "status_code >= 400",
-    "4xx": "status_code >= 400 AND status_code < 500",
-    "5xx": "status_code >= 500",
-}
 # A worker counts as "now" in resources when sampled within this many seconds.
 RECENT_SECONDS = 300
-
-
-class QueryError(ValueError):
-    """A monitoring query was asked for something it cannot answer (bad range, bucket, filter)."""
-
-
-def check_database(database: str) -> str:
-    if not is_identifier(database):
-        raise QueryError(f"invalid ClickHouse database name {database!r}")
-    return database
-
-
-def check_range(range_: str) -> int:
-    if range_ not in RANGE_SECONDS:
-        raise QueryError(f"range must be one of {sorted(RANGE_SECONDS)}, not {range_!r}")
-    return RANGE_SECONDS[range_]
-
-
-def check_bucket(bucket: str) -> int:
-    if bucket not in BUCKET_SECONDS:
-        raise QueryError(f"bucket must be one of {sorted(BUCKET_SECONDS)}, not {bucket!r}")
-    return BUCKET_SECONDS[bucket]
-
-
-def rollup_for_bucket(bucket: str) -> str:
-    return "request_stats_1m" if check_bucket(bucket) < 3_600 else "request_stats_1h"
-
-
-@dataclass(frozen=True)
-class Window:
-    """A half-open span [start, end) of whole buckets ending with the bucket holding ``now``."""
-
-    start: datetime
-    end: datetime
-    step_seconds: int
-
-    @property
-    def buckets(self) -> int:
-        return int((self.end - self.start).total_seconds()) // self.step_seconds
-
-
-def bucket_window(now: datetime, range_: str, bucket: str) -> Window:
-    """Buckets covering ``range_`` up to now: ceil(range / bucket) of them, the last one current."""
-    span = check_range(range_)
-    step = check_bucket(bucket)
-    epoch = int(now.timestamp())
-    current = epoch - epoch % step
-    count = max(1, math.ceil(span / step))
-    start = current - (count - 1) * step
-    return Window(
-        start=datetime.fromtimestamp(start, UTC),
-        end=datetime.fromtimestamp(current + step, UTC),
-        step_seconds=step,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure SQL builders
-# ---------------------------------------------------------------------------------------------
-
-
-def summaries_totals_sql(database: str) -> str:
-    """All-time totals and latency per API from the daily rollup (compact TDigest states)."""
-    db = check_database(database)
-    return f"""
-SELECT
-    api_id,
-    sum(requests) AS total,
-    sum(successes) AS ok,
-    if(sum(latency_count) = 0, 0, sum(latency_sum_ms) / sum(latency_count)) AS latency_avg,
-    quantilesTDigestMerge({QUANTILES})(latency_quantiles) AS q,
-    max(last_ts) AS last_at
-FROM {db}.request_stats_1d
-WHERE api_id IN {{api_ids:Array(String)}}
-GROUP BY api_id
-"""
-
-
-def overview_totals_sql(database: str) -> str:
-    """All-time totals and latency over a set of APIs, from the daily rollup."""
-    db = check_database(database)
-    return f"""
-SELECT
-    sum(requests) AS total,
-    sum(successes) AS ok,
-    if(sum(latency_count) = 0, 0, sum(latency_sum_ms) / sum(latency_count)) AS latency_avg,
-    quantilesTDigestMerge({QUANTILES})(latency_quantiles) AS q
-FROM {db}.request_stats_1d
-WHERE api_id IN {{api_ids:Array(String)}}
-"""
-
-
-def summaries_recent_sql(database: str) -> str:
-    """Requests per API in the last 24 h and 7 d, exact to the minute yet cheap: whole hours
-    from the hourly rollup, the partial hour at each window's start from the minute rollup."""
-    db = check_database(database)
-    return f"""
-SELECT api_id, sum(n_24h) AS last_24h, sum(n_7d) AS last_7d
-FROM (
-    SELECT api_id,
-        if(bucket >= toDateTime({{hour_24h:UInt32}}, 'UTC'), requests, 0) AS n_24h,
-        requests AS n_7d
-    FROM {db}.request_stats_1h
-    WHERE api_id IN {{api_ids:Array(String)}}
-      AND bucket >= toDateTime({{hour_7d:UInt32}}, 'UTC')
-    UNION ALL
-    SELECT api_id,
-        if(bucket >= toDateTime({{since_24h:UInt32}}, 'UTC')
-           AND bucket < toDateTime({{hour_24h:UInt32}}, 'UTC'), requests, 0) AS n_24h,
-        if(bucket < toDateTime({{hour_7d:UInt32}}, 'UTC'), requests, 0) AS n_7d
-    FROM {db}.request_stats_1m
-    WHERE api_id IN {{api_ids:Array(String)}}
-      AND ((bucket >= toDateTime({{since_7d:UInt32}}, 'UTC')
-            AND bucket < toDateTime({{hour_7d:UInt32}}, 'UTC'))
-        OR (bucket >= toDateTime({{since_24h:UInt32}}, 'UTC')
-            AND bucket < toDateTime({{hour_24h:UInt32}}, 'UTC')))
-)
-GROUP BY api_id
-"""
-
-
-def recent_window_params(now: datetime) -> dict[str, int]:
-    """Window starts (to the minute) and the first whole hour after each, in epoch seconds."""
-    params: dict[str, int] = {}
-    for name, days in (("24h", 1), ("7d", 7)):
-        since = int((now - timedelta(days=days)).timestamp())
-        since -= since % 60
-        params[f"since_{name}"] = since
-        params[f"hour_{name}"] = since + (-since) % 3600
-    return params
-
-
-# Range figures combine a coarse rollup for whole coarse buckets with a fine one for the partial
-# coarse bucket at the range start: exact to the fine bucket, yet few (compact) states to merge.
-RANGE_ROLLUPS: dict[str, tuple[str, str, int, int]] = {
-    "24h": ("request_stats_1h", "request_stats_1m", 3_600, 60),
-    "7d": ("request_stats_1d", "request_stats_1h", 86_400, 3_600),
-    "30d": ("request_stats_1d", "request_stats_1h", 86_400, 3_600),
-}
-_RANGE_COLUMNS = (
-    "requests, successes, errors_4xx, errors_5xx, latency_sum_ms, latency_count, "
-    "latency_quantiles, latency_histogram"
-)
-
-
-def range_stats_sql(database: str, range_: str) -> str:
-    """Counts, latency figures and histogram of one API over a range (see ``range_params``)."""
-    db = check_database(database)
-    check_range(range_)
-    coarse, fine, _, _ = RANGE_ROLLUPS[range_]
-    return f"""
-SELECT
-    sum(requests) AS total,
-    sum(successes) AS ok,
-    sum(errors_4xx) AS e4,
-    sum(errors_5xx) AS e5,
-    if(sum(latency_count) = 0, 0, sum(latency_sum_ms) / sum(latency_count)) AS latency_avg,
-    quantilesTDigestMerge({QUANTILES})(latency_quantiles) AS q,
-    sumMap(latency_histogram) AS histogram
-FROM (
-    SELECT {_RANGE_COLUMNS} FROM {db}.{coarse}
-    WHERE api_id = {{api_id:String}} AND bucket >= toDateTime({{split:UInt32}}, 'UTC')
-    UNION ALL
-    SELECT {_RANGE_COLUMNS} FROM {db}.{fine}
-    WHERE api_id = {{api_id:String}}
-      AND bucket >= toDateTime({{since:UInt32}}, 'UTC')
-      AND bucket < toDateTime({{split:UInt32}}, 'UTC')
-)
-"""
-
-
-def range_params(now: datetime, range_: str) -> dict[str, int]:
-    """Start of the range (down to the fine bucket) and the first coarse bucket after it."""
-    span = check_range(range_)
-    _, _, coarse_step, fine_step = RANGE_ROLLUPS[range_]
-    since = int(now.timestamp()) - span
-    since -= since % fine_step
-    return {"since": since, "split": since + (-since) % coarse_step}
-
-
-def cpu_memory_series_sql(database: str, bucket: str) -> str:
-    """Per-bucket CPU percent (of one core) spent on one API, and its workers' RSS, gaps filled."""
-    db = check_database(database)
-    table = rollup_for_bucket(bucket)
-    return f"""
-SELECT
-    toDateTime(intDiv(toUInt32(bucket), {{step:UInt32}}) * {{step:UInt32}}, 'UTC') AS t,
-    sum(cpu_ms) / ({{step:UInt32}} * 1000) * 100 AS cpu_percent,
-    max(worker_rss_max_mb) AS rss_max_mb
-FROM {db}.{table}
-WHERE api_id = {{api_id:String}}
-  AND bucket >= toDateTime({{start:UInt32}}, 'UTC') AND bucket < toDateTime({{end:UInt32}}, 'UTC')
-GROUP BY t
-ORDER BY t WITH FILL
-    FROM toDateTime({{start:UInt32}}, 'UTC') TO toDateTime({{end:UInt32}}, 'UTC')
-    STEP {{step:UInt32}}
-"""
-
-
-def resource_figures_sql(database: str, bucket: str) -> str:
-    """The figures of ``cpu_memory_series_sql`` without the series: CPU and RSS of the latest
-    bucket with traffic, and their peaks (what the stats page needs, in one row)."""
-    db = check_database(database)
-    table = rollup_for_bucket(bucket)
-    return f"""
-SELECT
-    argMaxIf(cpu, t, cpu > 0 OR rss > 0) AS cpu_now,
-    max(cpu) AS cpu_peak,
-    argMaxIf(rss, t, cpu > 0 OR rss > 0) AS rss_now,
-    max(rss) AS rss_peak
-FROM (
-    SELECT bucket AS t, sum(cpu_ms) / ({{step:UInt32}} * 1000) * 100 AS cpu,
-        max(worker_rss_max_mb) AS rss
-    FROM {db}.{table}
-    WHERE api_id = {{api_id:String}}
-      AND bucket >= toDateTime({{start:UInt32}}, 'UTC')
-      AND bucket < toDateTime({{end:UInt32}}, 'UTC')
-    GROUP BY t
-)
-"""
-
-
-def workers_sql(database: str) -> str:
-    """Latest sample and peak RSS of each worker holding one of the given models in the range."""
-    db = check_database(database)
-    return f"""
-SELECT
-    worker_id,
-    argMax(cpu_percent, ts) AS latest_cpu_percent,
-    argMax(rss_mb, ts) AS latest_rss_mb,
-    argMax(loaded_models, ts) AS latest_models,
-    max(ts) AS last_seen,
-    max(rss_mb) AS peak_rss_mb
-FROM {db}.worker_samples
-WHERE ts >= fromUnixTimestamp64Milli({{since_ms:Int64}}, 'UTC')
-  AND hasAny(loaded_models, {{models:Array(String)}})
-GROUP BY worker_id
-ORDER BY worker_id
-"""
-
-
-def time_series_sql(database: str, bucket: str, all_apis: bool) -> str:
-    """Requests, outcomes, latency and CPU per bucket, every bucket present (``WITH FILL``)."""
-    db = check_database(database)
-    table = rollup_for_bucket(bucket)
-    where = "api_id IN {api_ids:Array(String)}" if all_apis else "api_id = {api_id:String}"
-    return f"""
-SELECT
-    toDateTime(intDiv(toUInt32(bucket), {{step:UInt32}}) * {{step:UInt32}}, 'UTC') AS t,
-    sum(requests) AS n,
-    sum(successes) AS ok,
-    sum(errors_4xx) AS e4,
-    sum(errors_5xx) AS e5,
-    if(sum(latency_count) = 0, 0, sum(latency_sum_ms) / sum(latency_count)) AS latency_avg,
-    quantilesTDigestMerge({QUANTILES})(latency_quantiles) AS q,
-    sum(cpu_ms) AS cpu
-FROM {db}.{table}
-WHERE {where}
-  AND bucket >= toDateTime({{start:UInt32}}, 'UTC') AND bucket < toDateTime({{end:UInt32}}, 'UTC')
-GROUP BY t
-ORDER BY t WITH FILL
-    FROM toDateTime({{start:UInt32}}, 'UTC') TO toDateTime({{end:UInt32}}, 'UTC')
-    STEP {{step:UInt32}}
-"""
-
-
-def request_history_sql(database: str, status: str | None) -> str:
-    """A page of one API's requests, newest first, optionally one status class only."""
-    db = check_database(database)
-    return f"""
-SELECT {RECORD_COLUMNS}
-FROM {db}.request_events
-WHERE api_id = {{api_id:String}}{_status_condition(status)}
-ORDER BY ts DESC
-LIMIT {{limit:UInt32}} OFFSET {{offset:UInt64}}
-"""
-
-
-def request_count_sql(database: str, status: str | None) -> str:
-    db = check_database(database)
-    return f"""
-SELECT count() FROM {db}.request_events
-WHERE api_id = {{api_id:String}}{_status_condition(status)}
-"""
-
-
-def slowest_requests_sql(database: str) -> str:
-    """The slowest requests of one API since a time (raw events)."""
-    db = check_database(database)
-    return f"""
-SELECT {RECORD_COLUMNS}
-FROM {db}.request_events
-WHERE api_id = {{api_id:String}} AND ts >= fromUnixTimestamp64Milli({{since_ms:Int64}}, 'UTC')
-ORDER BY total_ms DESC, ts DESC
-LIMIT {{limit:UInt32}}
-"""
-
-
-def _status_condition(status: str | None) -> str:
-    if status is None or status == "":
-        return ""
-    if status not in STATUS_CONDITIONS:
-        raise QueryError(f"status must be one of {sorted(STATUS_CONDITIONS)}, not {status!r}")
-    return f" AND {STATUS_CONDITIONS[status]}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,21 +107,12 @@ def histogram_buckets(counts: dict[int, int]) -> list[HistogramBucket]:
     ]
 
 
-def record_from_row(row: Sequence[Any]) -> RequestRecord:
-    ts = utc(row[1]) or datetime.fromtimestamp(0, UTC)
-    return RequestRecord(
-        event_id=row[0],
-        ts=ts,
-        status_code=int(row[2]),
-        error_code=row[3],
-        total_ms=finite(row[4]),
-        inference_ms=finite(row[5]),
-        model_version=row[6],
-        prediction=row[7],
-        input=row[8],
-        output=row[9],
-        worker_id=row[10],
-    )
+def record_from_row(row: Row) -> RequestRecord:
+    """A ``RECORD_COLUMNS`` row (by name) as the resource."""
+    values = {**row, "ts": utc(row["ts"]) or datetime.fromtimestamp(0, UTC)}
+    values["total_ms"] = finite(row["total_ms"])
+    values["inference_ms"] = finite(row["inference_ms"])
+    return RequestRecord.model_validate(values)
 
 
 def rate(part: int, whole: int) -> float:
@@ -422,6 +129,73 @@ def _epoch_ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+def series_point(row: Row, step: int = 0) -> SeriesPoint:
+    """A ``time_series_sql`` (or per-version, or raw) row as a point of a ``step``-second bucket."""
+    n, q = int(row["n"]), row["q"]
+    return SeriesPoint(
+        ts=utc(row["t"]) or row["t"],
+        requests=n,
+        successes=int(row["ok"]),
+        errors_4xx=int(row["e4"]),
+        errors_5xx=int(row["e5"]),
+        rejected_unauthenticated=int(row["unauthenticated"]),
+        avg_ms=finite(row["latency_avg"]),
+        p50_ms=quantile(q, 0) if n else 0.0,
+        p95_ms=quantile(q, 2) if n else 0.0,
+        p99_ms=quantile(q, 3) if n else 0.0,
+        cpu_ms=finite(row["cpu"]),
+        requests_per_s=n / step if step else 0.0,
+    )
+
+
+def marker_from_row(row: Row) -> Marker:
+    number = int(row["version_number"])
+    return Marker(
+        ts=utc(row["ts"]) or datetime.fromtimestamp(0, UTC),
+        kind=row["kind"],
+        version_number=number or None,
+        actor=row["actor"],
+        detail=row["detail"],
+    )
+
+
+@dataclass(frozen=True)
+class Predictors:
+    """What ``MonitoringQueries.predictors`` found: the workers that sampled since a time (one
+    core each, at least 1) and the per-model memory (MB by model store key) in the latest sample
+    of each worker seen in the last ``RECENT_SECONDS``."""
+
+    cores: int
+    held: list[dict[str, float]]
+
+
+def cpu_share(cpu_ms: float, wall_s: float, cores: int) -> float:
+    """An API's share (%) of the predictors' CPU capacity: the CPU time its predictions took
+    (the events' ``cpu_ms``) over the wall time times the cores. Each predictor worker predicts
+    on one thread, so its capacity is one core: ``cores`` is the number of workers that sampled
+    in the window (at least 1). 100 means the API alone kept every predictor busy."""
+    if wall_s <= 0:
+        return 0.0
+    return cpu_ms / (wall_s * 1000.0 * max(1, cores)) * 100.0
+
+
+def api_memory_mb(workers: Sequence[dict[str, float]], versions: Sequence[str]) -> float:
+    """The memory (MB) of the model versions an API serves, from the per-model figures of each
+    worker's latest sample (``WorkerSample.model_memory_mb``): summed over the API's versions
+    (a canary or shadow version beside the served one) within a worker, then the most of any
+    worker. Not summed across workers: each holds its own copy, and an API's figure (and its
+    memory alert) should not grow with the number of predictor replicas. Two APIs serving the
+    same version both show it; a version loaded nowhere now counts 0."""
+    keys = list(dict.fromkeys(versions))
+    return max((sum(held.get(key, 0.0) for key in keys) for held in workers), default=0.0)
+
+
+def version_order(figure: VersionFigures | VersionSeries) -> tuple[int, str]:
+    """By version number, versions no longer in the model last."""
+    number = figure.version_number
+    return (number if number is not None else 1 << 30, figure.model_version_id)
+
+
 # ---------------------------------------------------------------------------------------------
 # Running them
 # ---------------------------------------------------------------------------------------------
@@ -430,13 +204,14 @@ def _epoch_ms(value: datetime) -> int:
 class MonitoringQueries:
     """The monitoring figures of docs/api-contract.md, answered from one ClickHouse database."""
 
-    def __init__(self, client: Any, database: str) -> None:
+    def __init__(self, client: AsyncClient, database: str) -> None:
         self.client = client
         self.database = check_database(database)
 
-    async def _rows(self, sql: str, parameters: dict[str, Any]) -> list[Sequence[Any]]:
+    async def _rows(self, sql: str, parameters: dict[str, Any]) -> list[Row]:
+        """The rows of a query, each by column name (never by position)."""
         result = await self.client.query(sql, parameters=parameters)
-        return list(result.result_rows)
+        return list(result.named_results())
 
     @staticmethod
     def _now() -> datetime:
@@ -455,22 +230,24 @@ class MonitoringQueries:
                 {"api_ids": ids, **recent_window_params(now)},
             ),
         )
-        recent_by_id = {row[0]: (int(row[1]), int(row[2])) for row in recent}
+        recent_by_id = {
+            row["api_id"]: (int(row["last_24h"]), int(row["last_7d"])) for row in recent
+        }
         result = {api_id: ApiSummary() for api_id in ids}
-        for api_id, total, ok, latency_avg, q, last_at in totals:
-            total, ok = int(total), int(ok)
-            last_24h, last_7d = recent_by_id.get(api_id, (0, 0))
-            result[api_id] = ApiSummary(
+        for row in totals:
+            total, ok, q = int(row["total"]), int(row["ok"]), row["q"]
+            last_24h, last_7d = recent_by_id.get(row["api_id"], (0, 0))
+            result[row["api_id"]] = ApiSummary(
                 total_requests=total,
                 requests_24h=last_24h,
                 requests_7d=last_7d,
                 success_rate=rate(ok, total),
                 error_rate=rate(total - ok, total),
-                avg_ms=finite(latency_avg),
+                avg_ms=finite(row["latency_avg"]),
                 p50_ms=quantile(q, 0),
                 p95_ms=quantile(q, 2),
                 p99_ms=quantile(q, 3),
-                last_request_at=utc(last_at),
+                last_request_at=utc(row["last_at"]),
             )
         return result
 
@@ -486,16 +263,16 @@ class MonitoringQueries:
                 {"api_ids": ids, **recent_window_params(self._now())},
             ),
         )
-        total, ok, latency_avg, q = totals[0]
-        total = int(total or 0)
+        row = totals[0]
+        total = int(row["total"] or 0)
         return Overview(
             total_apis=len(ids),
             active_apis=len(ids) if active_apis is None else active_apis,
             total_requests=total,
-            requests_24h=sum(int(row[1]) for row in recent),
-            success_rate=rate(int(ok or 0), total),
-            avg_ms=finite(latency_avg),
-            p95_ms=quantile(q or [], 2),
+            requests_24h=sum(int(recent_row["last_24h"]) for recent_row in recent),
+            success_rate=rate(int(row["ok"] or 0), total),
+            avg_ms=finite(row["latency_avg"]),
+            p95_ms=quantile(row["q"] or [], 2),
         )
 
     async def api_stats(
@@ -512,8 +289,8 @@ class MonitoringQueries:
             self.resources(api_id, range_, model_versions, series=False),
         )
         summary = summaries[api_id]
-        total, ok, e4, e5, latency_avg, q, histogram = range_rows[0]
-        total, ok = int(total), int(ok)
+        row = range_rows[0]
+        total, ok, q = int(row["total"]), int(row["ok"]), row["q"]
         return ApiStats(
             range=range_,
             total_requests=summary.total_requests,
@@ -521,16 +298,17 @@ class MonitoringQueries:
             requests_7d=summary.requests_7d,
             requests_in_range=total,
             success_count=ok,
-            errors_4xx=int(e4),
-            errors_5xx=int(e5),
+            errors_4xx=int(row["e4"]),
+            errors_5xx=int(row["e5"]),
+            rejected_unauthenticated=int(row["unauthenticated"]),
             success_rate=rate(ok, total),
             error_rate=rate(total - ok, total),
-            avg_ms=finite(latency_avg),
+            avg_ms=finite(row["latency_avg"]),
             p50_ms=quantile(q, 0),
             p90_ms=quantile(q, 1),
             p95_ms=quantile(q, 2),
             p99_ms=quantile(q, 3),
-            histogram=histogram_buckets(dict(histogram)),
+            histogram=histogram_buckets(dict(row["histogram"])),
             slowest=slowest,
             last_request_at=summary.last_request_at,
             cpu_percent=resources.cpu_percent,
@@ -546,7 +324,8 @@ class MonitoringQueries:
         bucket: Bucket,
         api_ids: Sequence[str] | None = None,
     ) -> TimeSeries:
-        """One point per bucket of the range for one API (or, with ``api_id`` None, ``api_ids``)."""
+        """One point per bucket of the range for one API (or, with ``api_id`` None, ``api_ids``),
+        with the API's markers; buckets finer than a minute are counted from the raw events."""
         window = bucket_window(self._now(), range_, bucket)
         params: dict[str, Any] = {
             "step": window.step_seconds,
@@ -554,30 +333,43 @@ class MonitoringQueries:
             "end": _epoch(window.end),
         }
         if api_id is None:
-            params["api_ids"] = list(api_ids or [])
+            params["api_ids"] = list(dict.fromkeys(api_ids or []))
         else:
             params["api_id"] = api_id
-        rows = await self._rows(
-            time_series_sql(self.database, bucket, all_apis=api_id is None), params
+        all_apis = api_id is None
+        sql = (
+            raw_time_series_sql(self.database, all_apis)
+            if is_raw_bucket(bucket)
+            else time_series_sql(self.database, bucket, all_apis=all_apis)
         )
-        points = []
-        for t, n, ok, e4, e5, latency_avg, q, cpu in rows:
-            n = int(n)
-            points.append(
-                SeriesPoint(
-                    ts=utc(t) or t,
-                    requests=n,
-                    successes=int(ok),
-                    errors_4xx=int(e4),
-                    errors_5xx=int(e5),
-                    avg_ms=finite(latency_avg),
-                    p50_ms=quantile(q, 0) if n else 0.0,
-                    p95_ms=quantile(q, 2) if n else 0.0,
-                    p99_ms=quantile(q, 3) if n else 0.0,
-                    cpu_ms=finite(cpu),
-                )
-            )
-        return TimeSeries(range=range_, bucket=bucket, points=points)
+        rows, marker_rows = await asyncio.gather(
+            self._rows(sql, params),
+            _no_rows() if api_id is None else self._rows(markers_sql(self.database), params),
+        )
+        return TimeSeries(
+            range=range_,
+            bucket=bucket,
+            step_seconds=window.step_seconds,
+            points=[series_point(row, window.step_seconds) for row in rows],
+            markers=[marker_from_row(row) for row in marker_rows],
+        )
+
+    async def record_change(
+        self,
+        api_id: str,
+        at: datetime,
+        kind: str,
+        version_number: int | None,
+        actor: str = "",
+        detail: str = "",
+    ) -> None:
+        """Store one change of an API (a chart marker, migration 0007)."""
+        await self.client.insert(
+            "api_changes",
+            [[api_id, at, kind, version_number or 0, actor, detail]],
+            column_names=["api_id", "ts", "kind", "version_number", "actor", "detail"],
+            database=self.database,
+        )
 
     async def request_history(
         self, api_id: str, page: int = 1, page_size: int = 50, status: StatusFilter | None = None
@@ -596,7 +388,7 @@ class MonitoringQueries:
             items=[record_from_row(row) for row in rows],
             page=page,
             page_size=page_size,
-            total=int(count[0][0]),
+            total=int(count[0]["total"]),
         )
 
     async def slowest_requests(
@@ -617,11 +409,12 @@ class MonitoringQueries:
         *,
         series: bool = True,
     ) -> Resources:
-        """CPU spent on the API and RSS of the workers serving it, per bucket, with the workers
-        holding ``model_versions`` (model store keys) and their latest sample. With ``series``
-        False only the figures are computed (``cpu`` and ``memory`` lists stay empty)."""
+        """CPU and memory of one API over a range (see ``cpu_share`` and ``api_memory_mb``),
+        with the workers holding ``model_versions`` (model store keys: the versions the API
+        serves, canary or shadow included) and their latest sample. With ``series`` False only
+        the figures are computed (``cpu`` and ``memory`` lists stay empty)."""
         now = self._now()
-        bucket: Bucket = "minute" if range_ == "24h" else "hour"
+        bucket: Bucket = "minute" if check_range(range_) <= 86_400 else "hour"
         window = bucket_window(now, range_, bucket)
         window_params = {
             "api_id": api_id,
@@ -629,54 +422,202 @@ class MonitoringQueries:
             "start": _epoch(window.start),
             "end": _epoch(window.end),
         }
-        sql = (cpu_memory_series_sql if series else resource_figures_sql)(self.database, bucket)
-        rows, worker_rows = await asyncio.gather(
-            self._rows(sql, window_params),
+        models = list(dict.fromkeys(model_versions))
+        figures, predictors, worker_rows, cpu_rows, memory_rows = await asyncio.gather(
+            self._rows(resource_figures_sql(self.database, bucket), window_params),
+            self.predictors(window.start),
             self._rows(
                 workers_sql(self.database),
                 {
                     "since_ms": _epoch_ms(now - timedelta(seconds=check_range(range_))),
-                    "models": list(model_versions),
+                    "models": models,
                 },
             )
-            if model_versions
+            if models
+            else _no_rows(),
+            self._rows(cpu_memory_series_sql(self.database, bucket), window_params)
+            if series
+            else _no_rows(),
+            self._rows(model_memory_series_sql(self.database), {**window_params, "models": models})
+            if series and models
             else _no_rows(),
         )
+        cores = predictors.cores
         workers = [
             WorkerResources(
-                worker_id=row[0],
-                cpu_percent=finite(row[1]),
-                rss_mb=finite(row[2]),
-                loaded_models=list(row[3]),
-                last_seen=utc(row[4]) or row[4],
+                worker_id=row["worker_id"],
+                cpu_percent=finite(row["latest_cpu_percent"]),
+                rss_mb=finite(row["latest_rss_mb"]),
+                loaded_models=list(row["latest_models"]),
+                last_seen=utc(row["last_seen"]) or row["last_seen"],
             )
             for row in worker_rows
         ]
-        cpu: list[ValuePoint] = []
-        memory: list[ValuePoint] = []
-        if series:
-            cpu = [ValuePoint(ts=utc(row[0]) or row[0], value=finite(row[1])) for row in rows]
-            memory = [ValuePoint(ts=utc(row[0]) or row[0], value=finite(row[2])) for row in rows]
-            # "Now" is the latest bucket with traffic (the current one may have just begun).
-            busy = [(c, m) for c, m in zip(cpu, memory, strict=True) if c.value or m.value]
-            cpu_now, rss_now = (busy[-1][0].value, busy[-1][1].value) if busy else (0.0, 0.0)
-            cpu_peak = max((p.value for p in cpu), default=0.0)
-            rss_peak = max((p.value for p in memory), default=0.0)
-        else:
-            cpu_now, cpu_peak, rss_now, rss_peak = (finite(v) for v in rows[0])
+        wall_s = max(1.0, (now - window.start).total_seconds())
+        cpu = [
+            ValuePoint(
+                ts=utc(row["t"]) or row["t"],
+                value=finite(row["cpu_percent"]) / cores,
+            )
+            for row in cpu_rows
+        ]
+        memory_by_t = {_epoch(utc(r["t"]) or r["t"]): finite(r["memory_mb"]) for r in memory_rows}
+        memory = [ValuePoint(ts=p.ts, value=memory_by_t.get(_epoch(p.ts), 0.0)) for p in cpu]
         recent_since = now - timedelta(seconds=RECENT_SECONDS)
-        recent_workers = [w for w in workers if w.last_seen >= recent_since]
-        peak_worker_rss = max((finite(row[5]) for row in worker_rows), default=0.0)
+        recent = [
+            finite(row["latest_model_memory_mb"])
+            for row in worker_rows
+            if (utc(row["last_seen"]) or now) >= recent_since
+        ]
         return Resources(
             cpu=cpu,
             memory=memory,
-            cpu_percent=cpu_now,
-            peak_cpu_percent=cpu_peak,
-            memory_mb=max(w.rss_mb for w in recent_workers) if recent_workers else rss_now,
-            peak_memory_mb=max(rss_peak, peak_worker_rss),
+            cpu_percent=cpu_share(finite(figures[0]["cpu_ms"]), wall_s, cores),
+            peak_cpu_percent=cpu_share(
+                finite(figures[0]["cpu_peak_ms"]), window.step_seconds, cores
+            ),
+            memory_mb=max(recent, default=0.0),
+            peak_memory_mb=max(
+                (finite(row["peak_model_memory_mb"]) for row in worker_rows), default=0.0
+            ),
             workers=workers,
         )
 
+    async def usage(
+        self, versions_by_api: dict[str, list[str]], range_: Range = "24h"
+    ) -> dict[str, tuple[float, float]]:
+        """``(cpu_percent, memory_mb)`` of each API (the API list), as ``resources`` computes
+        them: ``versions_by_api`` maps an API id to the model store keys it serves."""
+        if not versions_by_api:
+            return {}
+        now = self._now()
+        bucket: Bucket = "minute" if check_range(range_) <= 86_400 else "hour"
+        window = bucket_window(now, range_, bucket)
+        cpu_rows, predictors = await asyncio.gather(
+            self._rows(
+                cpu_by_api_sql(self.database, bucket),
+                {
+                    "api_ids": list(versions_by_api),
+                    "start": _epoch(window.start),
+                    "end": _epoch(window.end),
+                },
+            ),
+            self.predictors(window.start),
+        )
+        wall_s = max(1.0, (now - window.start).total_seconds())
+        cpu_ms = {row["api_id"]: finite(row["cpu_ms"]) for row in cpu_rows}
+        return {
+            api_id: (
+                cpu_share(cpu_ms.get(api_id, 0.0), wall_s, predictors.cores),
+                api_memory_mb(predictors.held, versions),
+            )
+            for api_id, versions in versions_by_api.items()
+        }
 
-async def _no_rows() -> list[Sequence[Any]]:
+    async def predictors(self, since: datetime) -> Predictors:
+        """The predictors' capacity since a time and the per-model memory they hold now: with
+        ``cpu_share`` and ``api_memory_mb``, an API's CPU and memory over any window (the alert
+        rules' windows as well as the ranges)."""
+        rows = await self._rows(
+            predictor_workers_sql(self.database), {"since_ms": _epoch_ms(since)}
+        )
+        recent_since = self._now() - timedelta(seconds=RECENT_SECONDS)
+        held = [
+            {str(k): finite(v) for k, v in dict(row["latest_model_memory"]).items()}
+            for row in rows
+            if (utc(row["last_seen"]) or recent_since) >= recent_since
+        ]
+        return Predictors(cores=max(1, len(rows)), held=held)
+
+    async def version_stats(
+        self, api_id: str, range_: Range, numbers: dict[str, int], classifier: bool
+    ) -> list[VersionFigures]:
+        """One entry per version that answered (or shadowed) in the range; ``numbers`` maps
+        model store keys to version numbers. Agreement is None for a regressor."""
+        since = self._now() - timedelta(seconds=check_range(range_))
+        since_ms = _epoch_ms(since)
+        raw: dict[str, Any] = {"api_id": api_id, "since_ms": since_ms}
+        served, shadows, agreement = await asyncio.gather(
+            self._rows(
+                version_range_stats_sql(self.database, range_),
+                {"api_id": api_id, **range_params(self._now(), range_)},
+            ),
+            self._rows(shadow_stats_sql(self.database), raw),
+            self._rows(
+                shadow_agreement_sql(self.database),
+                {**raw, "primary_since_ms": since_ms - AGREEMENT_SLACK_MS},
+            )
+            if classifier
+            else _no_rows(),
+        )
+        figures: dict[str, VersionFigures] = {}
+
+        def entry(key: str) -> VersionFigures:
+            if key not in figures:
+                figures[key] = VersionFigures(version_number=numbers.get(key), model_version_id=key)
+            return figures[key]
+
+        for row in served:
+            total, ok, q = int(row["total"]), int(row["ok"]), row["q"]
+            figure = entry(row["model_version"])
+            figure.requests, figure.success_count = total, ok
+            figure.errors_4xx, figure.errors_5xx = int(row["e4"]), int(row["e5"])
+            figure.success_rate, figure.error_rate = rate(ok, total), rate(total - ok, total)
+            figure.avg_ms = finite(row["latency_avg"])
+            figure.p50_ms, figure.p95_ms = quantile(q, 0), quantile(q, 2)
+            figure.p99_ms = quantile(q, 3)
+        agreed = {row["model_version"]: row for row in agreement}
+        for row in shadows:
+            total, errors, q = int(row["total"]), int(row["errors"]), row["q"]
+            match = agreed.get(row["model_version"])
+            compared = int(match["compared"]) if match else 0
+            agree = int(match["agreed"]) if match else 0
+            entry(row["model_version"]).shadow = ShadowFigures(
+                requests=total,
+                errors=errors,
+                error_rate=rate(errors, total),
+                avg_ms=finite(row["latency_avg"]),
+                p50_ms=quantile(q, 0),
+                p95_ms=quantile(q, 2),
+                p99_ms=quantile(q, 3),
+                compared=compared,
+                agreed=agree,
+                agreement_rate=agree / compared if classifier and compared else None,
+            )
+        return sorted(figures.values(), key=version_order)
+
+    async def version_time_series(
+        self, api_id: str, range_: Range, bucket: Bucket, numbers: dict[str, int]
+    ) -> list[VersionSeries]:
+        """Every bucket of the range for each version that answered in it (zeros filled)."""
+        window = bucket_window(self._now(), range_, bucket)
+        raw = is_raw_bucket(bucket)
+        rows = await self._rows(
+            raw_version_time_series_sql(self.database)
+            if raw
+            else version_time_series_sql(self.database, bucket),
+            {
+                "api_id": api_id,
+                "step": window.step_seconds,
+                "start": _epoch(window.start),
+                "end": _epoch(window.end),
+            },
+        )
+        by_key: dict[str, dict[int, SeriesPoint]] = {}
+        for row in rows:
+            point = series_point(row, window.step_seconds)
+            by_key.setdefault(row["model_version"], {})[_epoch(point.ts)] = point
+        series = []
+        for key, points in by_key.items():
+            filled = []
+            for i in range(window.buckets):
+                ts = window.start + timedelta(seconds=i * window.step_seconds)
+                filled.append(points.get(_epoch(ts)) or SeriesPoint(ts=ts))
+            series.append(
+                VersionSeries(version_number=numbers.get(key), model_version_id=key, points=filled)
+            )
+        return sorted(series, key=version_order)
+
+
+async def _no_rows() -> list[Row]:
     return []

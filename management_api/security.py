@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import os
 import secrets
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from management_api.errors import Unauthorized
+from infra.private_files import create_private_file, restrict_existing
+from management_api.errors import ServiceUnavailable, Unauthorized
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 API_KEY_PREFIX = "mg_"
 DISPLAY_PREFIX_CHARS = 10
@@ -23,6 +33,8 @@ _hasher = PasswordHasher()
 
 
 def hash_password(password: str) -> str:
+    """Argon2id hash (~64 MiB and tens of ms of CPU): call it through ``PasswordHashing`` on a
+    server, never on the event loop."""
     return _hasher.hash(password)
 
 
@@ -31,6 +43,69 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def default_hash_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+class PasswordHashing:
+    """Argon2 off the event loop, a bounded number at once.
+
+    At most ``workers`` hashes run (each holds argon2's memory for its duration), in their own
+    threads (argon2-cffi releases the GIL), so the loop keeps serving every other route. At most
+    ``max_waiting`` more wait for a turn; beyond that a caller is refused at once with 503 and
+    ``Retry-After`` instead of queueing without bound.
+    """
+
+    def __init__(self, workers: int | None = None, max_waiting: int = 64) -> None:
+        self.workers = workers or default_hash_workers()
+        self.max_waiting = max_waiting
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="password-hash")
+        self._slots = asyncio.Semaphore(self.workers)
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """Callers waiting for a worker right now."""
+        return self._waiting
+
+    async def hash(self, password: str) -> str:
+        return await self._run(hash_password, password)
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        return await self._run(verify_password, password_hash, password)
+
+    async def _run(self, function: Callable[..., T], *args: str) -> T:
+        if self._slots.locked() and self._waiting >= self.max_waiting:
+            raise ServiceUnavailable(
+                "too many password checks at once; retry in a moment",
+                details={"retry_after_s": 1},
+                headers={"Retry-After": "1"},
+            )
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        loop = asyncio.get_running_loop()
+        try:
+            job = self._executor.submit(function, *args)
+        except BaseException:
+            self._slots.release()
+            raise
+
+        def finished(_: Future[T]) -> None:
+            # The slot frees when the thread is done, not when an awaiting request goes away:
+            # a cancelled caller must not let more hashes run than there are workers.
+            with suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._slots.release)
+
+        job.add_done_callback(finished)
+        return await asyncio.wrap_future(job)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def generate_password() -> str:
@@ -60,17 +135,13 @@ def load_or_create_secret(configured: str | None, data_dir: Path) -> str:
     if configured:
         return configured
     path = data_dir / "jwt-secret"
-    if path.is_file():
-        value = path.read_text().strip()
-        if value:
-            return value
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
+    if not path.is_file():
+        create_private_file(path, secrets.token_urlsafe(48).encode())
+    if restrict_existing(path):
+        log.warning("%s was readable by other users; it is now 0600", path)
+    value = path.read_text().strip()
+    if not value:
+        raise RuntimeError(f"{path} is empty; delete it and start again to generate a new secret")
     return value
 
 
@@ -79,6 +150,9 @@ class TokenClaims:
     user_id: str
     role: str
     credential: str = ""
+    issued_at: float | None = None
+    """When it was issued, in seconds since the epoch to the millisecond (``iat_ms``; None: a
+    token without it)."""
 
 
 def credential_tag(password_hash: str) -> str:
@@ -101,6 +175,7 @@ class TokenIssuer:
             "role": role,
             "cred": credential,
             "iat": now,
+            "iat_ms": int(now.timestamp() * 1000),
             "exp": now + timedelta(seconds=self.ttl_s),
             "jti": secrets.token_hex(8),
         }
@@ -119,4 +194,5 @@ class TokenIssuer:
             user_id=str(claims["sub"]),
             role=str(claims.get("role", "user")),
             credential=str(claims.get("cred", "")),
+            issued_at=claims["iat_ms"] / 1000 if isinstance(claims.get("iat_ms"), int) else None,
         )

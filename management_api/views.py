@@ -1,10 +1,10 @@
-"""HTTP views: decode, check, call the logic classes, encode. ``ROUTES`` is the one route table
-the app registers and ``/openapi.json`` documents, so the two cannot drift."""
+"""HTTP views: decode, check, call the logic classes, encode. Each is an operation of
+``management_api.routes.ROUTES``, the one route table (auth, ownership and OpenAPI live there)."""
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +12,19 @@ import orjson
 from aiohttp import web
 from sqlalchemy import text
 
+from management_api import idempotency
+from management_api.algorithms import ALGORITHMS
 from management_api.apidocs import build_docs
+from management_api.compat import CompatibilityQuery
+from management_api.datasets import ColumnChoices, dataset_infos
+from management_api.db import session_factory
+from management_api.drift import drift_report
 from management_api.errors import InvalidInput, NotFound
 from management_api.exports import ApiFilter
-from management_api.http import Route, json_response, principal, read_json, read_query, validate
+from management_api.http import json_response, principal, read_json, read_query, validate
 from management_api.keys import (
     ACCOUNTS,
+    ALERTS,
     AMQP,
     CATALOG,
     ENGINE,
@@ -26,62 +33,71 @@ from management_api.keys import (
     MONITORING,
     SETTINGS,
 )
-from management_api.training import ALGORITHMS, TrainingError, dataset_infos, read_csv
-from schemas.monitoring import (
-    AlertList,
-    ApiStats,
-    Bucket,
-    Overview,
-    Range,
-    RequestPage,
-    Resources,
-    TimeSeries,
+from management_api.retrain import retrain
+from management_api.uploads import inspect_upload
+from management_api.webhooks import (
+    WEBHOOKS,
+    DeliveriesQuery,
+    WebhookCreate,
+    WebhookUpdate,
 )
+from schemas.alerts import AlertHistoryQuery, AlertRulesUpdate, SilenceRequest
+from schemas.drift import DriftQuery, ReferenceProfile
+from schemas.monitoring import DEFAULT_BUCKET
 from schemas.resources import (
     AlgorithmList,
     ApiCreate,
-    ApiCreated,
     ApiDeploy,
-    ApiDocs,
-    ApiKeyRotated,
     ApiList,
     ApiListQuery,
-    ApiPublic,
     ApiStatusUpdate,
     ApiUpdate,
     DatasetList,
     Health,
     LogsQuery,
+    ModelInspectForm,
     ModelList,
-    ModelPublic,
     ModelUploadForm,
+    PasswordChange,
     RangeQuery,
     RequestsQuery,
+    RetrainRequest,
+    StatsQuery,
+    TimeSeriesByQuery,
     TimeSeriesQuery,
     TokenRequest,
-    TokenResponse,
+    TrafficSet,
     TrainBuiltinRequest,
     TrainCsvForm,
-    TrainingJob,
-    TrainingLogs,
     UserCreate,
     UserList,
-    UserPublic,
     UserUpdate,
 )
-
-DEFAULT_BUCKET: dict[Range, Bucket] = {"24h": "minute", "7d": "hour", "30d": "day"}
 
 # --- accounts ---------------------------------------------------------------------------------
 
 
 async def login(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, TokenRequest)
-    return json_response(await request.app[ACCOUNTS].login(body.username, body.password))
+    accounts = request.app[ACCOUNTS]
+    # The peer, or what a configured trusted proxy says: a client cannot pick its throttle key.
+    address = accounts.throttle.client_address(
+        request.remote, request.headers.get("X-Forwarded-For")
+    )
+    return json_response(await accounts.login(body.username, body.password, address))
 
 
 async def me(request: web.Request) -> web.StreamResponse:
     return json_response(await request.app[ACCOUNTS].get(principal(request).user_id))
+
+
+async def change_own_password(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request, PasswordChange)
+    accounts = request.app[ACCOUNTS]
+    address = accounts.throttle.client_address(
+        request.remote, request.headers.get("X-Forwarded-For")
+    )
+    return json_response(await accounts.change_password(principal(request), body, address))
 
 
 async def list_users(request: web.Request) -> web.StreamResponse:
@@ -132,7 +148,7 @@ async def read_form(request: web.Request, file_field: str) -> tuple[dict[str, An
         fields[name] = value
     if not data:
         raise InvalidInput(f"the form needs a non-empty file in field {file_field!r}")
-    for name in ("params", "features", "classes"):
+    for name in ("params", "features", "classes", "drop_columns", "column_types", "image"):
         if isinstance(fields.get(name), str):
             try:
                 fields[name] = orjson.loads(fields[name]) if fields[name].strip() else None
@@ -153,20 +169,18 @@ async def train_model(request: web.Request) -> web.StreamResponse:
     if request.content_type.startswith("multipart/"):
         fields, data, filename = await read_form(request, "file")
         form = validate(TrainCsvForm, fields, "form")
-        try:
-            frame = await asyncio.to_thread(read_csv, data)
-        except TrainingError as exc:
-            raise InvalidInput(str(exc), details=exc.details) from exc
         job = await jobs.submit_csv(
             who,
             form.name,
-            frame,
+            data,
             Path(filename).name,
             form.target,
             form.algorithm,
             form.params,
             form.task,
             form.test_size,
+            ColumnChoices(drop=form.drop_columns, types=form.column_types),
+            form.image,
         )
     else:
         body = await read_json(request, TrainBuiltinRequest)
@@ -178,6 +192,12 @@ async def train_model(request: web.Request) -> web.StreamResponse:
 
 async def get_training_job(request: web.Request) -> web.StreamResponse:
     return json_response(await request.app[JOBS].get(principal(request), request.match_info["id"]))
+
+
+async def cancel_training_job(request: web.Request) -> web.StreamResponse:
+    return json_response(
+        await request.app[JOBS].cancel(principal(request), request.match_info["id"])
+    )
 
 
 async def get_training_logs(request: web.Request) -> web.StreamResponse:
@@ -199,11 +219,60 @@ async def get_model(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def version_reference(request: web.Request) -> web.StreamResponse:
+    number = request.match_info["number"]
+    if not number.isdigit() or not 0 < int(number) < 2**31:
+        await request.app[CATALOG].get(principal(request), request.match_info["id"])  # 404 first
+        raise InvalidInput(
+            "the version number must be a positive integer", details={"number": number[:20]}
+        )
+    version, reference = await request.app[CATALOG].version_reference(
+        principal(request), request.match_info["id"], int(number)
+    )
+    if reference is None:
+        raise NotFound(
+            f"version {version.number} has no reference profile (trained before drift "
+            "monitoring, or uploaded without a reference CSV)",
+            details={"version": version.number},
+        )
+    return json_response(ReferenceProfile.model_validate(reference))
+
+
+async def export_drift(request: web.Request) -> web.StreamResponse:
+    query = read_query(request, DriftQuery)
+    app = request.app
+    return json_response(
+        await drift_report(
+            app[MONITORING],
+            app[EXPORTS],
+            app[CATALOG],
+            principal(request),
+            request.match_info["id"],
+            query.range,
+            query.version,
+        )
+    )
+
+
 async def upload_model(request: web.Request) -> web.StreamResponse:
     fields, data, _ = await read_form(request, "file")
     form = validate(ModelUploadForm, fields, "form")
+    # Optional reference CSV (issue 15): rows of the features, profiled for drift monitoring.
+    reference = (await request.post()).get("reference")  # the parsed form, cached by aiohttp
+    reference_csv = reference.file.read() if isinstance(reference, web.FileField) else None
+    if reference_csv is not None and not reference_csv.strip():
+        raise InvalidInput("the reference CSV is empty", details={"field": "reference"})
     return json_response(
-        await request.app[CATALOG].upload(principal(request), form, data), status=201
+        await request.app[CATALOG].upload(principal(request), form, data, reference_csv),
+        status=201,
+    )
+
+
+async def inspect_model_upload(request: web.Request) -> web.StreamResponse:
+    fields, data, _ = await read_form(request, "file")
+    validate(ModelInspectForm, fields, "form")
+    return json_response(
+        await inspect_upload(request.app[CATALOG], data, principal(request).user_id)
     )
 
 
@@ -216,11 +285,15 @@ async def delete_model(request: web.Request) -> web.StreamResponse:
 
 
 async def export_model(request: web.Request) -> web.StreamResponse:
+    key = idempotency.parse_key(request.headers.getall(idempotency.HEADER, []))
     body = await read_json(request, ApiCreate)
-    created = await request.app[EXPORTS].create(
-        principal(request), request.match_info["model_id"], body
+    created, replayed = await request.app[EXPORTS].create_once(
+        principal(request), request.match_info["model_id"], body, key
     )
-    return json_response(created, status=201)
+    response = json_response(created, status=201)
+    if replayed:
+        response.headers[idempotency.REPLAYED_HEADER] = "true"
+    return response
 
 
 def api_filter(query: ApiListQuery) -> ApiFilter:
@@ -267,7 +340,31 @@ async def deploy_version(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, ApiDeploy)
     return json_response(
         await request.app[EXPORTS].deploy(
-            principal(request), request.match_info["id"], body.version
+            principal(request), request.match_info["id"], body.version, force=body.force
+        )
+    )
+
+
+async def retrain_export(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request, RetrainRequest)
+    app = request.app
+    queries = await app[MONITORING].queries() if body.include_feedback else None
+    job = await retrain(
+        session_factory(app[ENGINE]),
+        app[JOBS],
+        queries,
+        principal(request),
+        request.match_info["id"],
+        body.include_feedback,
+    )
+    return json_response(job, status=202)
+
+
+async def version_compatibility(request: web.Request) -> web.StreamResponse:
+    query = read_query(request, CompatibilityQuery)
+    return json_response(
+        await request.app[EXPORTS].compatibility(
+            principal(request), request.match_info["id"], query.version
         )
     )
 
@@ -280,6 +377,31 @@ async def delete_export(request: web.Request) -> web.StreamResponse:
 async def export_docs(request: web.Request) -> web.StreamResponse:
     api, version = await request.app[EXPORTS].details(principal(request), request.match_info["id"])
     return json_response(build_docs(api, version))
+
+
+async def set_traffic(request: web.Request) -> web.StreamResponse:
+    exports, who, api_id = request.app[EXPORTS], principal(request), request.match_info["id"]
+    await exports.get(who, api_id)  # someone else's API is 404 whatever the body
+    body = await read_json(request, TrafficSet)
+    return json_response(await exports.set_traffic(who, api_id, body))
+
+
+async def stop_traffic(request: web.Request) -> web.StreamResponse:
+    return json_response(
+        await request.app[EXPORTS].stop_traffic(principal(request), request.match_info["id"])
+    )
+
+
+async def promote_traffic(request: web.Request) -> web.StreamResponse:
+    return json_response(
+        await request.app[EXPORTS].promote(principal(request), request.match_info["id"])
+    )
+
+
+async def rollback_traffic(request: web.Request) -> web.StreamResponse:
+    return json_response(
+        await request.app[EXPORTS].rollback(principal(request), request.match_info["id"])
+    )
 
 
 # --- monitoring -------------------------------------------------------------------------------
@@ -298,16 +420,16 @@ async def monitoring_apis(request: web.Request) -> web.StreamResponse:
 
 
 async def monitoring_stats(request: web.Request) -> web.StreamResponse:
-    query = read_query(request, RangeQuery)
+    query = read_query(request, StatsQuery)
     return json_response(
         await request.app[MONITORING].stats(
-            principal(request), request.match_info["id"], query.range
+            principal(request), request.match_info["id"], query.range, by=query.by
         )
     )
 
 
 async def monitoring_timeseries(request: web.Request) -> web.StreamResponse:
-    query = read_query(request, TimeSeriesQuery)
+    query = read_query(request, TimeSeriesByQuery)
     bucket = query.bucket or DEFAULT_BUCKET[query.range]
     return json_response(
         await request.app[MONITORING].time_series(
@@ -315,7 +437,16 @@ async def monitoring_timeseries(request: web.Request) -> web.StreamResponse:
             request.match_info["id"],
             query.range,
             bucket,
+            by=query.by,
         )
+    )
+
+
+async def monitoring_overview_timeseries(request: web.Request) -> web.StreamResponse:
+    query = read_query(request, TimeSeriesQuery)
+    bucket = query.bucket or DEFAULT_BUCKET[query.range]
+    return json_response(
+        await request.app[MONITORING].overview_time_series(principal(request), query.range, bucket)
     )
 
 
@@ -337,9 +468,64 @@ async def monitoring_resources(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def export_performance(request: web.Request) -> web.StreamResponse:
+    query = read_query(request, RangeQuery)
+    return json_response(
+        await request.app[MONITORING].performance(
+            principal(request), request.match_info["id"], query.range
+        )
+    )
+
+
 async def monitoring_alerts(request: web.Request) -> web.StreamResponse:
     return json_response(
         await request.app[MONITORING].alerts(principal(request), request.match_info["id"])
+    )
+
+
+# --- alerts -----------------------------------------------------------------------------------
+
+
+async def get_alert_rules(request: web.Request) -> web.StreamResponse:
+    return json_response(
+        await request.app[ALERTS].rules(principal(request), request.match_info["id"])
+    )
+
+
+async def put_alert_rules(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request, AlertRulesUpdate)
+    return json_response(
+        await request.app[ALERTS].replace(principal(request), request.match_info["id"], body)
+    )
+
+
+async def alert_history(request: web.Request) -> web.StreamResponse:
+    query = read_query(request, AlertHistoryQuery)
+    return json_response(await request.app[ALERTS].history(principal(request), query))
+
+
+async def active_alerts(request: web.Request) -> web.StreamResponse:
+    return json_response(await request.app[ALERTS].active(principal(request)))
+
+
+async def ack_alert(request: web.Request) -> web.StreamResponse:
+    return json_response(
+        await request.app[ALERTS].ack(principal(request), request.match_info["rule_id"])
+    )
+
+
+async def silence_alert(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request, SilenceRequest)
+    return json_response(
+        await request.app[ALERTS].silence(
+            principal(request), request.match_info["rule_id"], body.duration_s
+        )
+    )
+
+
+async def unsilence_alert(request: web.Request) -> web.StreamResponse:
+    return json_response(
+        await request.app[ALERTS].silence(principal(request), request.match_info["rule_id"], None)
     )
 
 
@@ -357,13 +543,19 @@ async def health(request: web.Request) -> web.StreamResponse:
     broker = amqp is not None and not amqp.is_closed
     ok = database and broker
     return json_response(
-        Health(status="ok" if ok else "degraded", database=database, broker=broker),
+        Health(
+            status="ok" if ok else "degraded",
+            database=database,
+            broker=broker,
+            instance_id=request.app[SETTINGS].management_id,
+        ),
         200 if ok else 503,
     )
 
 
 async def openapi_document(request: web.Request) -> web.StreamResponse:
     from management_api.openapi import build_openapi
+    from management_api.routes import ROUTES  # the table names this handler: imported late
 
     document = build_openapi(ROUTES, request.app[SETTINGS])
     return web.Response(body=orjson.dumps(document), content_type="application/json")
@@ -383,8 +575,14 @@ dashboard into <code>management_api/static/</code> and starts the stack), then r
 <a href="/openapi.json">OpenAPI document</a>.</p></body></html>"""
 
 
+CLIENT_ROUTE = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?")
+"""What a client-side route's path looks like, as sent (before any decoding): segments of safe
+characters, none empty or starting with a dot; no encoded slash, dot segment or NUL."""
+
+
 async def dashboard(request: web.Request) -> web.StreamResponse:
-    """The dashboard's files; any other non-API path gets ``index.html`` (client-side routing)."""
+    """The dashboard's files; other non-API paths that look like client routes (``CLIENT_ROUTE``)
+    get ``index.html`` (client-side routing), odd ones 404."""
     tail = request.match_info.get("path", "")
     if tail == "api" or tail.startswith("api/"):
         raise NotFound("no such route", details={"path": request.path})
@@ -395,8 +593,12 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
             text=NO_DASHBOARD, content_type="text/html", headers={"Cache-Control": "no-cache"}
         )
     if tail:
-        candidate = (root / tail).resolve()
-        if candidate.is_relative_to(root) and candidate.is_file():
+        try:
+            candidate = (root / tail).resolve()
+            found = candidate.is_relative_to(root) and candidate.is_file()
+        except (OSError, ValueError):  # a NUL byte, a name too long for the file system
+            raise NotFound("no such file", details={"path": request.path[:200]}) from None
+        if found:
             immutable = candidate.relative_to(root).parts[0] == "assets"
             content_type = mimetypes.guess_type(candidate.name)[0] or "application/octet-stream"
             return web.FileResponse(
@@ -410,342 +612,49 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
             )
         if "." in Path(tail).name:
             raise NotFound("no such file", details={"path": request.path})
+    if not CLIENT_ROUTE.fullmatch(request.raw_path.partition("?")[0]):
+        raise NotFound("no such route", details={"path": request.raw_path[:200]})
     return web.FileResponse(
         index, headers={"Cache-Control": "no-cache", "Content-Type": "text/html"}
     )
 
 
-JSON = "application/json"
-HTML = "text/html"
+# --- webhooks (notifications) ------------------------------------------------------------------
 
-ROUTES: list[Route] = [
-    # accounts
-    Route(
-        "POST",
-        "/api/auth/token",
-        login,
-        "Log in: exchange username and password for a bearer token",
-        "accounts",
-        auth="public",
-        body=TokenRequest,
-        response=TokenResponse,
-    ),
-    Route("GET", "/api/users/me", me, "The logged-in user", "accounts", response=UserPublic),
-    Route(
-        "GET",
-        "/api/users",
-        list_users,
-        "List users (admin)",
-        "accounts",
-        auth="admin",
-        response=UserList,
-    ),
-    Route(
-        "POST",
-        "/api/users",
-        create_user,
-        "Create a user (admin)",
-        "accounts",
-        auth="admin",
-        body=UserCreate,
-        response=UserPublic,
-        status=201,
-    ),
-    Route(
-        "PATCH",
-        "/api/users/{id}",
-        update_user,
-        "Change a user's password or role (admin)",
-        "accounts",
-        auth="admin",
-        body=UserUpdate,
-        response=UserPublic,
-        owns="user",
-    ),
-    Route(
-        "DELETE",
-        "/api/users/{id}",
-        delete_user,
-        "Delete a user (admin)",
-        "accounts",
-        auth="admin",
-        status=204,
-        owns="user",
-    ),
-    # models and training
-    Route(
-        "GET",
-        "/api/datasets",
-        list_datasets,
-        "Built-in datasets to train on",
-        "models",
-        response=DatasetList,
-    ),
-    Route(
-        "GET",
-        "/api/algorithms",
-        list_algorithms,
-        "Algorithms and their parameters",
-        "models",
-        response=AlgorithmList,
-    ),
-    Route(
-        "POST",
-        "/api/models/train",
-        train_model,
-        "Train a model (built-in dataset as JSON, or a CSV as multipart)",
-        "models",
-        body=TrainBuiltinRequest,
-        form=TrainCsvForm,
-        form_file="file",
-        response=TrainingJob,
-        status=202,
-        description=(
-            "A new version of the caller's model of that name, or a new model. "
-            "Poll the job and its logs."
-        ),
-    ),
-    Route(
-        "GET",
-        "/api/training-jobs/{id}",
-        get_training_job,
-        "Status and progress of a training job",
-        "models",
-        response=TrainingJob,
-        owns="job",
-    ),
-    Route(
-        "GET",
-        "/api/training-jobs/{id}/logs",
-        get_training_logs,
-        "Live log of a training job (poll with after=next)",
-        "models",
-        query=LogsQuery,
-        response=TrainingLogs,
-        owns="job",
-    ),
-    Route(
-        "GET",
-        "/api/models",
-        list_models,
-        "The caller's models with their versions",
-        "models",
-        response=ModelList,
-    ),
-    Route(
-        "POST",
-        "/api/models/upload",
-        upload_model,
-        "Upload a ready model (.skops) with its feature schema",
-        "models",
-        form=ModelUploadForm,
-        form_file="file",
-        response=ModelPublic,
-        status=201,
-    ),
-    Route(
-        "GET",
-        "/api/models/{id}",
-        get_model,
-        "A model with every version's metrics, schema and parameters",
-        "models",
-        response=ModelPublic,
-        owns="model",
-    ),
-    Route(
-        "DELETE",
-        "/api/models/{id}",
-        delete_model,
-        "Delete a model and its versions (409 while an API serves it)",
-        "models",
-        status=204,
-        owns="model",
-    ),
-    # exported APIs
-    Route(
-        "POST",
-        "/api/export/{model_id}",
-        export_model,
-        "Export a model version as a keyed prediction API",
-        "exports",
-        body=ApiCreate,
-        response=ApiCreated,
-        status=201,
-        owns="model",
-        description="The key appears in this answer only.",
-    ),
-    Route(
-        "GET",
-        "/api/exports",
-        list_exports,
-        "List exported APIs with filters and sorting",
-        "exports",
-        query=ApiListQuery,
-        response=ApiList,
-    ),
-    Route(
-        "GET",
-        "/api/exports/{id}",
-        get_export,
-        "One exported API",
-        "exports",
-        response=ApiPublic,
-        owns="api",
-    ),
-    Route(
-        "PATCH",
-        "/api/exports/{id}",
-        update_export,
-        "Change name, rate limit, alert thresholds or payload logging",
-        "exports",
-        body=ApiUpdate,
-        response=ApiPublic,
-        owns="api",
-    ),
-    Route(
-        "PUT",
-        "/api/exports/{id}/status",
-        set_export_status,
-        "Activate or deactivate an API",
-        "exports",
-        body=ApiStatusUpdate,
-        response=ApiPublic,
-        owns="api",
-    ),
-    Route(
-        "POST",
-        "/api/exports/{id}/regenerate-key",
-        regenerate_key,
-        "Replace the API key (the old one stops working)",
-        "exports",
-        response=ApiKeyRotated,
-        owns="api",
-    ),
-    Route(
-        "POST",
-        "/api/exports/{id}/deploy",
-        deploy_version,
-        "Serve another version of the model, without downtime",
-        "exports",
-        body=ApiDeploy,
-        response=ApiPublic,
-        owns="api",
-    ),
-    Route(
-        "DELETE",
-        "/api/exports/{id}",
-        delete_export,
-        "Delete an exported API",
-        "exports",
-        status=204,
-        owns="api",
-    ),
-    Route(
-        "GET",
-        "/api/exports/{id}/docs",
-        export_docs,
-        "How to call an API: features, curl and Python examples",
-        "exports",
-        response=ApiDocs,
-        owns="api",
-    ),
-    # monitoring
-    Route(
-        "GET",
-        "/api/monitoring/overview",
-        monitoring_overview,
-        "Totals over the caller's APIs",
-        "monitoring",
-        response=Overview,
-    ),
-    Route(
-        "GET",
-        "/api/monitoring/apis",
-        monitoring_apis,
-        "APIs with usage statistics",
-        "monitoring",
-        query=ApiListQuery,
-        response=ApiList,
-    ),
-    Route(
-        "GET",
-        "/api/monitoring/apis/{id}/stats",
-        monitoring_stats,
-        "Detailed statistics of one API over a range",
-        "monitoring",
-        query=RangeQuery,
-        response=ApiStats,
-        owns="api",
-    ),
-    Route(
-        "GET",
-        "/api/monitoring/apis/{id}/timeseries",
-        monitoring_timeseries,
-        "Requests, errors and latency per time bucket",
-        "monitoring",
-        query=TimeSeriesQuery,
-        response=TimeSeries,
-        owns="api",
-    ),
-    Route(
-        "GET",
-        "/api/monitoring/apis/{id}/requests",
-        monitoring_requests,
-        "Request history, newest first",
-        "monitoring",
-        query=RequestsQuery,
-        response=RequestPage,
-        owns="api",
-    ),
-    Route(
-        "GET",
-        "/api/monitoring/apis/{id}/resources",
-        monitoring_resources,
-        "CPU and memory of the workers serving an API",
-        "monitoring",
-        query=RangeQuery,
-        response=Resources,
-        owns="api",
-    ),
-    Route(
-        "GET",
-        "/api/monitoring/apis/{id}/alerts",
-        monitoring_alerts,
-        "Thresholds the API crosses now",
-        "monitoring",
-        response=AlertList,
-        owns="api",
-    ),
-    # service
-    Route(
-        "GET",
-        "/health",
-        health,
-        "Liveness and dependencies",
-        "service",
-        auth="public",
-        response=Health,
-    ),
-    Route(
-        "GET", "/openapi.json", openapi_document, "This OpenAPI document", "service", auth="public"
-    ),
-    Route(
-        "GET",
-        "/docs",
-        docs_page,
-        "Interactive API documentation",
-        "service",
-        auth="public",
-        content_type=HTML,
-    ),
-    Route("GET", "/", dashboard, "The dashboard", "dashboard", auth="public", content_type=HTML),
-    Route(
-        "GET",
-        "/{path:.*}",
-        dashboard,
-        "Dashboard files (index.html for client-side routes)",
-        "dashboard",
-        auth="public",
-        content_type=HTML,
-    ),
-]
+
+async def list_webhooks(request: web.Request) -> web.StreamResponse:
+    return json_response(await request.app[WEBHOOKS].list_for(principal(request)))
+
+
+async def create_webhook(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request, WebhookCreate)
+    return json_response(await request.app[WEBHOOKS].create(principal(request), body), 201)
+
+
+async def update_webhook(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request, WebhookUpdate)
+    webhooks = request.app[WEBHOOKS]
+    return json_response(await webhooks.update(principal(request), request.match_info["id"], body))
+
+
+async def delete_webhook(request: web.Request) -> web.StreamResponse:
+    await request.app[WEBHOOKS].delete(principal(request), request.match_info["id"])
+    return json_response(None, 204)
+
+
+async def rotate_webhook_secret(request: web.Request) -> web.StreamResponse:
+    webhooks = request.app[WEBHOOKS]
+    return json_response(await webhooks.rotate(principal(request), request.match_info["id"]))
+
+
+async def test_webhook(request: web.Request) -> web.StreamResponse:
+    webhooks = request.app[WEBHOOKS]
+    return json_response(await webhooks.send_test(principal(request), request.match_info["id"]))
+
+
+async def webhook_deliveries(request: web.Request) -> web.StreamResponse:
+    query = read_query(request, DeliveriesQuery)
+    webhooks = request.app[WEBHOOKS]
+    return json_response(
+        await webhooks.deliveries(principal(request), request.match_info["id"], query.limit)
+    )

@@ -56,3 +56,9 @@ class ConsumerMetrics:
         self.buffered_rows = Gauge(
             "modelgate_consumer_buffered_rows", "Rows waiting to be inserted", registry=r
         )
+        self.queue_consumers = Gauge(
+            "modelgate_consumer_queue_consumers",
+            "Consumers of the events queue, this one included, when last counted (counting stops "
+            "once another was seen: from then on every batch is checked for duplicates)",
+            registry=r,
+        )

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
+from pydantic import Field
+
 from infra.settings import CommonSettings
 
 
 class ConsumerSettings(CommonSettings):
     """How the consumer batches, retries and reports."""
+
+    consumer_id: str = Field(
+        default_factory=lambda: f"metrics-consumer-{socket.gethostname()}-{os.getpid()}"
+    )
+    """Name of this process in ``/health`` (so a supervisor knows it reached the right one)."""
 
     consumer_metrics_host: str = "127.0.0.1"
     """Address of the ``/metrics`` and ``/health`` HTTP server."""
@@ -38,3 +48,14 @@ class ConsumerSettings(CommonSettings):
     consumer_dedup_warmup_s: float = 60.0
     """After a start, every batch is checked against stored rows for this long (copies of
     batches inserted by a previous process are not in the in-memory cache)."""
+
+    consumer_redelivery_settle_s: float = Field(1.0, ge=0)
+    """A redelivered message is checked against stored rows no sooner than this after it arrived:
+    the consumer that died holding it may have left an insert of it that ClickHouse had received
+    whole and still commits (another consumer gets the message at once)."""
+
+    consumer_peer_check_s: float = Field(2.0, gt=0)
+    """Seconds between two checks of how many consumers share the events queue. Once another one
+    has been seen, every batch is checked against stored rows until this process stops (a copy of
+    a batch, or a batch redelivered from a consumer that died, may come to a consumer other than
+    the one that stored it); a consumer alone keeps checking only the batches that need it."""

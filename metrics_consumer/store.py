@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from infra.clickhouse import is_identifier
-from metrics_consumer.decoding import EVENT_COLUMNS, SAMPLE_COLUMNS
+from metrics_consumer.decoding import EVENT_COLUMNS, FEEDBACK_COLUMNS, SAMPLE_COLUMNS
 
 # Batch ids per lookup query: keeps the URL of server-side parameters short.
 LOOKUP_CHUNK = 50
@@ -25,10 +25,21 @@ WHERE ts >= fromUnixTimestamp64Milli({{ts_min:Int64}}, 'UTC')
 def stored_samples_sql(database: str) -> str:
     """(worker, epoch ms) of samples already stored for some workers within a time span."""
     return f"""
-SELECT worker_id, toUnixTimestamp64Milli(ts) FROM {database}.worker_samples
+SELECT worker_id, toUnixTimestamp64Milli(ts) AS ts_ms FROM {database}.worker_samples
 WHERE worker_id IN {{workers:Array(String)}}
   AND ts >= fromUnixTimestamp64Milli({{ts_min:Int64}}, 'UTC')
   AND ts <= fromUnixTimestamp64Milli({{ts_max:Int64}}, 'UTC')
+"""
+
+
+def stored_feedback_sql(database: str) -> str:
+    """Feedback ids already stored for some batches within a time span (bloom index on
+    batch_id)."""
+    return f"""
+SELECT feedback_id FROM {database}.feedback
+WHERE received_at >= fromUnixTimestamp64Milli({{ts_min:Int64}}, 'UTC')
+  AND received_at <= fromUnixTimestamp64Milli({{ts_max:Int64}}, 'UTC')
+  AND batch_id IN {{batch_ids:Array(String)}}
 """
 
 
@@ -56,8 +67,34 @@ class EventStore:
                     "batch_ids": ids[start : start + LOOKUP_CHUNK],
                 },
             )
-            found.update(row[0] for row in result.result_rows)
+            found.update(row["event_id"] for row in result.named_results())
         return found
+
+    async def stored_feedback_ids(
+        self, batch_ids: Sequence[str], ts_min: int, ts_max: int
+    ) -> set[str]:
+        found: set[str] = set()
+        ids = list(dict.fromkeys(batch_ids))
+        for start in range(0, len(ids), LOOKUP_CHUNK):
+            result = await self.client.query(
+                stored_feedback_sql(self.database),
+                parameters={
+                    "ts_min": ts_min,
+                    "ts_max": ts_max,
+                    "batch_ids": ids[start : start + LOOKUP_CHUNK],
+                },
+            )
+            found.update(row["feedback_id"] for row in result.named_results())
+        return found
+
+    async def insert_feedback(self, columns: list[list[Any]]) -> None:
+        await self.client.insert(
+            "feedback",
+            columns,
+            database=self.database,
+            column_names=list(FEEDBACK_COLUMNS),
+            column_oriented=True,
+        )
 
     async def stored_sample_keys(
         self, workers: Sequence[str], ts_min: int, ts_max: int
@@ -66,7 +103,7 @@ class EventStore:
             stored_samples_sql(self.database),
             parameters={"workers": sorted(set(workers)), "ts_min": ts_min, "ts_max": ts_max},
         )
-        return {(row[0], int(row[1])) for row in result.result_rows}
+        return {(row["worker_id"], int(row["ts_ms"])) for row in result.named_results()}
 
     async def insert_events(self, columns: list[list[Any]]) -> None:
         await self.client.insert(

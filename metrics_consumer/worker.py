@@ -14,14 +14,14 @@ import time
 from contextlib import AsyncExitStack, suppress
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from infra import amqp
 from infra.clickhouse import create_async_client
 from infra.topology import DeclaredTopology, Topology, declare_topology
-from metrics_consumer.decoding import DecodeError, EventBatch, decode
+from metrics_consumer.decoding import DecodeError, EventBatch, FeedbackRows, decode
 from metrics_consumer.metrics import ConsumerMetrics
 from metrics_consumer.settings import ConsumerSettings
 from metrics_consumer.store import EventStore
@@ -101,9 +101,10 @@ class Worker:
                 warmup_s=self.settings.consumer_dedup_warmup_s,
                 retry_initial_s=self.settings.consumer_retry_initial_s,
                 retry_max_s=self.settings.consumer_retry_max_s,
+                settle_s=self.settings.consumer_redelivery_settle_s,
             )
-            connection: AbstractRobustConnection = await aio_pika.connect_robust(
-                self.settings.rabbitmq_url
+            connection: AbstractRobustConnection = await amqp.connect(
+                self.settings.rabbitmq_url, self.settings.consumer_id
             )
             stack.push_async_callback(connection.close)
             channel = await connection.channel(publisher_confirms=True)
@@ -111,6 +112,10 @@ class Worker:
             self.topology = await declare_topology(channel, self.names)
             flusher = asyncio.create_task(self._flush_loop(), name="flush")
             consumer = asyncio.create_task(self._consume(), name="consume")
+            peers = asyncio.create_task(
+                self._watch_peers(await connection.channel(publisher_confirms=False)),
+                name="peers",
+            )
             stopper = asyncio.create_task(stop.wait())
             try:
                 done, _ = await asyncio.wait(
@@ -121,6 +126,7 @@ class Worker:
                         task.result()  # a crashed loop ends the process loudly
             finally:
                 stopper.cancel()
+                peers.cancel()
                 consumer.cancel()
                 with suppress(asyncio.CancelledError):
                     await consumer
@@ -190,7 +196,18 @@ class Worker:
                 delivery=delivery,
                 batch_id=decoded.batch_id,  # the stored batch_id column the duplicate check reads
                 events=decoded.rows,
+                # A batch replayed from an ingress spool may have been stored before this
+                # consumer's start (outside its recent-batch memory): look its events up.
+                redelivered=bool(message.redelivered) or decoded.replayed,
+                received_at=time.monotonic(),
+            )
+        elif isinstance(decoded, FeedbackRows):
+            pending = Pending(
+                delivery=delivery,
+                batch_id=decoded.batch_id,
+                feedback=decoded,
                 redelivered=bool(message.redelivered),
+                received_at=time.monotonic(),
             )
         else:
             pending = Pending(
@@ -198,6 +215,7 @@ class Worker:
                 batch_id=message.message_id or f"sample:{decoded.worker_id}:{decoded.ts}",
                 sample=decoded,
                 redelivered=bool(message.redelivered),
+                received_at=time.monotonic(),
             )
         self.buffer.add(pending, time.monotonic())
         self.metrics.buffered_rows.set(self.buffer.rows)
@@ -212,15 +230,15 @@ class Worker:
         headers[DEAD_ROUTING_KEY_HEADER] = message.routing_key or ""
         headers[DEAD_QUEUE_HEADER] = self.names.metrics_events
         try:
-            await self.topology.dead_letter.publish(
-                aio_pika.Message(
+            await amqp.publish(
+                self.topology.dead_letter,
+                amqp.message(
                     message.body,
                     headers=headers,
                     message_id=message.message_id,
                     content_type=message.content_type,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 ),
-                routing_key=message.routing_key or "",
+                message.routing_key or "",
             )
             await message.ack()
         except asyncio.CancelledError:
@@ -230,6 +248,31 @@ class Worker:
             log.exception("publishing to the dead-letter exchange failed; rejecting instead")
             await message.reject(requeue=False)
         self.metrics.dead_lettered.inc()
+
+    async def _watch_peers(self, channel: Any) -> None:
+        """Note once other consumers share the events queue: from then on the writer looks up
+        every batch, since a copy may come here of a batch another consumer stored."""
+        assert self.writer is not None
+        while not self.writer.competing:
+            try:
+                declared = await channel.declare_queue(
+                    self.names.metrics_events, passive=True, robust=False
+                )
+                consumers = declared.declaration_result.consumer_count or 0
+                self.metrics.queue_consumers.set(consumers)
+                if consumers > 1:
+                    log.info(
+                        "%d consumers share the events queue: every batch is checked for "
+                        "duplicates from now on",
+                        consumers,
+                    )
+                    self.writer.competing = True
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cannot count the consumers of the events queue: %s", exc)
+            await asyncio.sleep(self.settings.consumer_peer_check_s)
 
     # -- flushing --------------------------------------------------------------------------
 
@@ -290,6 +333,8 @@ class Worker:
         return web.json_response(
             {
                 "status": "ok" if healthy else "degraded",
+                "service": "metrics-consumer",
+                "instance_id": self.settings.consumer_id,
                 "consuming": self._consuming,
                 "clickhouse": "ok" if clickhouse_ok else "unavailable",
                 "last_error": writer.last_error if writer else "",

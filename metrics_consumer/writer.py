@@ -3,8 +3,10 @@
 Duplicates come from redelivery (the consumer died or lost its channel after ClickHouse accepted
 rows but before the ack) and from republished batches. A batch id inserted by this process is
 remembered in a bounded LRU; a batch that may have been stored before (redelivered, seen during
-the warm-up after a start, or part of an insert attempt that failed) has its stored event ids
-looked up and removed. The same applies to worker samples, keyed by (worker, time).
+the warm-up after a start, part of an insert attempt that failed, or any batch once other
+consumers compete on the queue: a copy may reach a consumer other than the one that stored the
+original) has its stored event ids looked up and removed. The same applies to worker samples,
+keyed by (worker, time).
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from metrics_consumer.decoding import EventRows, concat_rows, epoch_ms, sample_columns
+from metrics_consumer.decoding import (
+    EventRows,
+    FeedbackRows,
+    concat_feedback,
+    concat_rows,
+    epoch_ms,
+    sample_columns,
+)
 from metrics_consumer.metrics import ConsumerMetrics
 from metrics_consumer.store import EventStore
 from schemas.messages import WorkerSample
@@ -54,12 +63,18 @@ class Pending:
     batch_id: str
     events: EventRows | None = None
     sample: WorkerSample | None = None
+    feedback: FeedbackRows | None = None
     redelivered: bool = False
+    received_at: float = 0.0
+    """When it arrived (monotonic clock): a redelivered message is looked up only once the
+    insert its dead consumer may have had under way has had time to commit."""
 
     @property
     def rows(self) -> int:
-        return (len(self.events) if self.events is not None else 0) + (
-            1 if self.sample is not None else 0
+        return (
+            (len(self.events) if self.events is not None else 0)
+            + (1 if self.sample is not None else 0)
+            + (len(self.feedback) if self.feedback is not None else 0)
         )
 
 
@@ -67,6 +82,7 @@ class Pending:
 class WriteOutcome:
     events: int = 0
     samples: int = 0
+    feedback: int = 0
     duplicates: int = 0
     attempts: int = 0
 
@@ -83,6 +99,7 @@ class BatchWriter:
         warmup_s: float = 60.0,
         retry_initial_s: float = 0.2,
         retry_max_s: float = 5.0,
+        settle_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -90,17 +107,28 @@ class BatchWriter:
         self.recent = RecentBatches(cache_size)
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
+        self.settle_s = settle_s
         self.clock = clock
         self.warmup_until = clock() + warmup_s
+        self.competing = False
+        """Other consumers share the queue (now or since this process started): a batch this one
+        has not stored itself may have been stored by another, so every batch is looked up."""
         self.healthy = True
         self.last_error: str = ""
 
     def needs_lookup(self, pending: Pending) -> bool:
-        return pending.redelivered or self.clock() < self.warmup_until
+        return pending.redelivered or self.competing or self.clock() < self.warmup_until
 
     async def write(self, batch: Sequence[Pending]) -> WriteOutcome:
         """Insert the new rows of ``batch``; returns once they are stored (never drops them)."""
         outcome = WriteOutcome()
+        # A consumer killed mid-insert leaves ClickHouse finishing it while the broker already
+        # redelivers its messages: look them up only after that insert has committed.
+        settle = max((p.received_at for p in batch if p.redelivered), default=None)
+        if settle is not None and self.settle_s > 0:
+            wait = settle + self.settle_s - self.clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
         delay = self.retry_initial_s
         lookup_all = False
         while True:
@@ -145,11 +173,23 @@ class BatchWriter:
             fresh.append(pending)
         to_check = [p for p in fresh if lookup_all or self.needs_lookup(p)]
         stored_events, stored_samples = await self._stored(to_check)
+        stored_feedback = await self._stored_feedback(to_check)
 
         parts: list[EventRows] = []
         samples: list[WorkerSample] = []
+        feedback: list[FeedbackRows] = []
         seen_events: set[str] = set()
         for pending in fresh:
+            reports = pending.feedback
+            if reports is not None and len(reports):
+                keep = [
+                    not (fid in stored_feedback or fid in seen_events)
+                    for fid in reports.feedback_ids
+                ]
+                seen_events.update(reports.feedback_ids)
+                duplicates += len(keep) - sum(keep)
+                if any(keep):
+                    feedback.append(reports if all(keep) else reports.select(keep))
             rows = pending.events
             if rows is not None and len(rows):
                 keep = [
@@ -178,9 +218,13 @@ class BatchWriter:
             await self.store.insert_events(concat_rows(parts))
         if samples:
             await self.store.insert_samples(sample_columns(samples))
+        reported = sum(len(part) for part in feedback)
+        if reported:
+            await self.store.insert_feedback(concat_feedback(feedback))
         elapsed = time.perf_counter() - started
         # Only once everything is stored do the figures count (a retry recounts from scratch).
         outcome.events, outcome.samples, outcome.duplicates = events, len(samples), duplicates
+        outcome.feedback = reported
         if events or samples:
             self.metrics.insert_seconds.observe(elapsed)
             self.metrics.batch_rows.observe(events + len(samples))
@@ -190,6 +234,18 @@ class BatchWriter:
         if events:
             oldest_ms = min(part.ts_min for part in parts)
             self.metrics.lag_seconds.set(max(0.0, time.time() - oldest_ms / 1000))
+
+    async def _stored_feedback(self, to_check: Sequence[Pending]) -> set[str]:
+        """Feedback ids already stored of the messages that may have been stored before."""
+        reports = [p.feedback for p in to_check if p.feedback is not None and len(p.feedback)]
+        if not reports:
+            return set()
+        self.metrics.dedup_lookups.inc()
+        return await self.store.stored_feedback_ids(
+            [r.batch_id for r in reports],
+            min(r.ts_min for r in reports),
+            max(r.ts_max for r in reports),
+        )
 
     async def _stored(self, to_check: Sequence[Pending]) -> tuple[set[str], set[tuple[str, int]]]:
         stored_events: set[str] = set()

@@ -1,5 +1,8 @@
 """Vectorised prediction of one batch against a cached model: the worker's logic, no I/O but disk.
 
+A version with a verified ONNX conversion (``LoadedModel.compiled``) is answered by onnxruntime;
+a batch it does not cover or fails on is answered by scikit-learn, as every other version is.
+
 ``BatchPredictor.run`` is called in a worker thread so the event loop (heartbeats, replies) stays
 responsive while scikit-learn computes.
 """
@@ -17,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from predictor.model_store import LoadedModel, ModelStore, ModelStoreError
+from infra.model_store import LoadedModel, ModelStore, ModelStoreError
 from schemas import ErrorCode
+from schemas.messages import RowResult
 
 log = logging.getLogger(__name__)
 
@@ -52,37 +56,69 @@ class ModelCache:
         self._capacity = max(1, capacity)
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
         self.loads = 0
         self.evictions = 0
 
     def get(self, version_id: str) -> LoadedModel:
+        """The loaded version, loading it on a miss. Threads asking for a version another thread
+        is loading (a preload, say) wait for that load instead of loading it a second time."""
         with self._lock:
-            model = self._models.get(version_id)
+            model = self._hit(version_id)
             if model is not None:
-                self._models.move_to_end(version_id)
                 return model
-        model = self._store.load(version_id)
-        with self._lock:
-            self.loads += 1
-            self._models[version_id] = model
-            self._models.move_to_end(version_id)
-            while len(self._models) > self._capacity:
-                evicted, _ = self._models.popitem(last=False)
-                self.evictions += 1
-                log.info("evicted model %s from the cache", evicted)
+            loading = self._loading.setdefault(version_id, threading.Lock())
+        with loading:
+            with self._lock:
+                model = self._hit(version_id)
+                if model is not None:
+                    return model
+            try:
+                model = self._store.load(version_id)
+                log.info(
+                    "loaded model %s, served by %s",
+                    version_id,
+                    "onnxruntime" if model.compiled is not None else "scikit-learn",
+                )
+                with self._lock:
+                    self.loads += 1
+                    self._models[version_id] = model
+                    self._models.move_to_end(version_id)
+                    while len(self._models) > self._capacity:
+                        evicted, _ = self._models.popitem(last=False)
+                        self.evictions += 1
+                        log.info("evicted model %s from the cache", evicted)
+            finally:
+                with self._lock:
+                    if self._loading.get(version_id) is loading:
+                        del self._loading[version_id]
         return model
+
+    def _hit(self, version_id: str) -> LoadedModel | None:
+        model = self._models.get(version_id)
+        if model is not None:
+            self._models.move_to_end(version_id)
+        return model
+
+    def holds(self, version_id: str) -> bool:
+        """Whether the version is loaded (without touching its place in the LRU order)."""
+        with self._lock:
+            return version_id in self._models
 
     def loaded(self) -> dict[str, int]:
         """Loaded version ids and their artifact sizes in bytes, least recently used first."""
         with self._lock:
-            return {key: model.size_bytes for key, model in self._models.items()}
+            return {
+                key: model.size_bytes + (model.compiled.size_bytes if model.compiled else 0)
+                for key, model in self._models.items()
+            }
 
 
 @dataclass
 class BatchOutcome:
     """What a worker replies for one batch (the fields of ``PredictResult`` it computes)."""
 
-    results: list[dict[str, Any]]
+    results: list[RowResult]
     error_code: str | None = None
     error_message: str | None = None
     inference_ms: float = 0.0
@@ -132,6 +168,61 @@ class BatchPredictor:
         estimator = model.estimator
         with_proba = want_probabilities and hasattr(estimator, "predict_proba")
         row_errors = 0
+        compiled: list[RowResult] | None = None
+        if model.compiled is not None:
+            try:
+                compiled = self._predict_compiled(model, feature_names, rows, with_proba)
+            except Exception as exc:
+                # scikit-learn answers it instead, so a bad row gets scikit-learn's own error.
+                log.info("onnxruntime failed on a batch of %d rows (%s)", len(rows), _short(exc))
+        if compiled is not None:
+            results = compiled
+        else:
+            results, row_errors = self._predict_sklearn(estimator, feature_names, rows, with_proba)
+        return BatchOutcome(
+            results=results,
+            inference_ms=(time.perf_counter() - started) * 1000.0,
+            cpu_ms=(time.thread_time() - cpu_started) * 1000.0,
+            row_errors=row_errors,
+        )
+
+    @staticmethod
+    def _predict_compiled(
+        model: LoadedModel, feature_names: list[str], rows: list[list[Any]], with_proba: bool
+    ) -> list[RowResult] | None:
+        """The batch answered by onnxruntime, or ``None`` when a value is one its check did not
+        cover (a category its encoders do not know, a missing value): scikit-learn answers."""
+        compiled = model.compiled
+        assert compiled is not None
+        feeds = compiled.inputs(feature_names, rows)
+        if feeds is None:
+            return None
+        labels, probabilities = compiled.predict(feeds, with_proba)
+        if len(labels) != len(rows):
+            raise ValueError(f"onnxruntime answered {len(labels)} rows for {len(rows)}")
+        if not with_proba:
+            return [RowResult(prediction=_scalar(p)) for p in labels]
+        if probabilities is None:
+            return None
+        classes = [str(_scalar(c)) for c in model.estimator.classes_]
+        return [
+            RowResult(
+                prediction=_scalar(p),
+                probabilities={c: round(float(x), 6) for c, x in zip(classes, row, strict=True)},
+            )
+            for p, row in zip(labels, probabilities, strict=True)
+        ]
+
+    def _predict_sklearn(
+        self,
+        estimator: Any,
+        feature_names: list[str],
+        rows: list[list[Any]],
+        with_proba: bool,
+    ) -> tuple[list[RowResult], int]:
+        """The batch answered by scikit-learn; a failing batch is retried row by row so one bad
+        row gets its own error."""
+        row_errors = 0
         try:
             results = self._predict(estimator, feature_names, rows, with_proba)
         except Exception as exc:
@@ -143,25 +234,20 @@ class BatchPredictor:
                 except Exception as row_exc:
                     row_errors += 1
                     results.append(
-                        {
-                            "error_code": ErrorCode.PREDICTION_FAILED.value,
-                            "error_message": _short(row_exc),
-                        }
+                        RowResult(
+                            error_code=ErrorCode.PREDICTION_FAILED.value,
+                            error_message=_short(row_exc),
+                        )
                     )
-        return BatchOutcome(
-            results=results,
-            inference_ms=(time.perf_counter() - started) * 1000.0,
-            cpu_ms=(time.thread_time() - cpu_started) * 1000.0,
-            row_errors=row_errors,
-        )
+        return results, row_errors
 
     @staticmethod
     def _predict(
         estimator: Any, feature_names: list[str], rows: list[list[Any]], with_proba: bool
-    ) -> list[dict[str, Any]]:
+    ) -> list[RowResult]:
         frame = pd.DataFrame(rows, columns=feature_names)
         if not with_proba:
-            return [{"prediction": _scalar(p)} for p in estimator.predict(frame)]
+            return [RowResult(prediction=_scalar(p)) for p in estimator.predict(frame)]
         final = type(_final_step(estimator))
         if final.__name__ in ARGMAX_CLASSIFIERS and final.__module__.startswith("sklearn."):
             probabilities = np.asarray(estimator.predict_proba(frame), dtype=float)
@@ -171,9 +257,9 @@ class BatchPredictor:
             probabilities = np.asarray(estimator.predict_proba(frame), dtype=float)
         classes = [str(_scalar(c)) for c in estimator.classes_]
         return [
-            {
-                "prediction": _scalar(p),
-                "probabilities": {c: round(float(x), 6) for c, x in zip(classes, row, strict=True)},
-            }
+            RowResult(
+                prediction=_scalar(p),
+                probabilities={c: round(float(x), 6) for c, x in zip(classes, row, strict=True)},
+            )
             for p, row in zip(predictions, probabilities, strict=True)
         ]

@@ -2,6 +2,8 @@
 
 Several workers consume one queue (competing consumers). A batch is acknowledged only after its
 reply left, so a worker killed mid-batch hands its unacknowledged batches back to the others.
+Unless ``predictor_preload`` is off, the worker also follows control events and loads and warms
+the versions it is about to be asked for, reporting them ready (``predictor.warmup``).
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ import logging
 import os
 import socket
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any
 
-import aio_pika
-import orjson
 import psutil
 from aio_pika.abc import (
     AbstractChannel,
@@ -26,19 +27,37 @@ from aio_pika.abc import (
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import ValidationError
 
-from infra.topology import WORKER_SAMPLE_KEY, DeclaredTopology, Topology, declare_topology
+from infra import amqp
+from infra.model_store import ModelStore
+from infra.topology import (
+    VERSION_READY_KEY,
+    WORKER_SAMPLE_KEY,
+    DeclaredTopology,
+    Topology,
+    declare_topology,
+)
 from predictor.engine import BatchOutcome, BatchPredictor, ModelCache
-from predictor.model_store import ModelStore
 from predictor.settings import PredictorSettings
-from schemas import SCHEMA_VERSION, PredictBatch, WorkerSample
-from schemas.messages import dump
+from predictor.warmup import Preloader, serving_targets, targets_of_change
+from schemas import (
+    ApiChanged,
+    PredictBatch,
+    RegistrySnapshot,
+    RegistrySnapshotRequest,
+    VersionReady,
+    WorkerSample,
+)
+from schemas.messages import MessageError, PredictResult, RowResult, decode, encode
+from schemas.trace import parse_traceparent
 
 log = logging.getLogger(__name__)
+trace_log = logging.getLogger("predictor.trace")
+"""One line per batch with the trace of each of its requests (``predictor_trace_log``)."""
 
 MB = 1024.0 * 1024.0
 MAX_MERGED_BATCHES = 64
+SNAPSHOT_ATTEMPTS = 5
 
 
 class WorkerMetrics:
@@ -77,6 +96,20 @@ class WorkerMetrics:
             "predictor_models_loaded", "Model versions in the cache", registry=self.registry
         )
         self.rss = Gauge("predictor_rss_bytes", "Resident memory", registry=self.registry)
+        self.preloads = Counter(
+            "predictor_preloads_total",
+            "Model versions loaded and warmed ahead of their requests, by outcome (ok, failed)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.preload_seconds = Histogram(
+            "predictor_preload_seconds",
+            "Time to load a version and warm it with one prediction",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
+        for outcome in ("ok", "failed"):
+            self.preloads.labels(outcome)
 
 
 class Worker:
@@ -104,15 +137,27 @@ class Worker:
         self._processor: asyncio.Task[None] | None = None
         self._received: asyncio.Queue[tuple[AbstractIncomingMessage, float]] = asyncio.Queue()
         self._runner: web.AppRunner | None = None
+        self._snapshot_task: asyncio.Task[None] | None = None
+        self.preloader: Preloader | None = None
+        if settings.predictor_preload:
+            self.preloader = Preloader(
+                self.predictor,
+                self.cache,
+                self.worker_id,
+                self._report_ready,
+                self.metrics.preloads,
+                self.metrics.preload_seconds,
+                settings.predictor_preload_concurrency,
+                settings.predictor_preload_queue_max,
+                settings.predictor_preload_niceness,
+            )
         self.batches = 0
         self.rows = 0
 
     async def start(self) -> None:
         """Connect, declare the topology, start consuming, sampling and serving metrics."""
-        self._connection = await aio_pika.connect_robust(
-            self.settings.rabbitmq_url,
-            client_properties={"connection_name": self.worker_id},
-            reconnect_interval=1.0,
+        self._connection = await amqp.connect(
+            self.settings.rabbitmq_url, self.worker_id, reconnect_interval=1.0
         )
         self._events_channel = await self._connection.channel(publisher_confirms=True)
         self._topology = await declare_topology(
@@ -128,6 +173,66 @@ class Worker:
         self._consumer_tag = await queue.consume(self._on_batch)
         self._queue = queue
         log.info("predictor %s consuming %s", self.worker_id, self._topology.names.predict_requests)
+        if self.preloader is not None:
+            await self._follow_control(self._connection, self._topology)
+
+    async def _follow_control(
+        self, connection: AbstractRobustConnection, topology: DeclaredTopology
+    ) -> None:
+        """Warm versions as control events announce them; at start, those the registry serves.
+
+        Subscribed before the snapshot is asked for, so no deploy between the two is missed.
+        """
+        channel = await connection.channel(publisher_confirms=False)
+        control = await channel.declare_queue(
+            f"{topology.names.namespace}.control.{self.worker_id}.{uuid.uuid4().hex[:8]}",
+            exclusive=True,
+            auto_delete=True,
+        )
+        await control.bind(topology.control, routing_key="")
+        await control.consume(self._on_control, no_ack=True)
+        rpc = amqp.RpcClient(await connection.channel(publisher_confirms=False))
+        await rpc.start()
+        self._snapshot_task = asyncio.create_task(self._preload_serving(rpc, topology))
+
+    async def _on_control(self, message: AbstractIncomingMessage) -> None:
+        try:
+            change = decode(message.body, ApiChanged)
+        except MessageError as exc:
+            log.error("undecodable control event ignored: %s", str(exc)[:300])
+            return
+        if self.preloader is not None:
+            for target in targets_of_change(change):
+                self.preloader.request(target)
+
+    async def _preload_serving(self, rpc: amqp.RpcClient, topology: DeclaredTopology) -> None:
+        """Ask the registry which versions active APIs serve and warm them (the cache's capacity
+        at most). Without an answer after a few tries they load on their first request."""
+        request = encode(RegistrySnapshotRequest(requester=self.worker_id))
+        timeout = self.settings.predictor_preload_snapshot_timeout_s
+        for attempt in range(SNAPSHOT_ATTEMPTS):
+            try:
+                body = await rpc.call(topology.names.registry_snapshot, request, timeout=timeout)
+                snapshot = decode(body, RegistrySnapshot)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("registry snapshot for preloading failed (%r)", exc)
+                await asyncio.sleep(min(2.0**attempt, 10.0))
+        else:
+            log.warning("no registry snapshot: served versions load on their first request")
+            return
+        targets = serving_targets(snapshot.apis, self.settings.predictor_cache_size)
+        log.info("preloading %d served model versions", len(targets))
+        for target in targets:
+            if self.preloader is not None:
+                self.preloader.request(target)
+
+    async def _report_ready(self, ready: VersionReady) -> None:
+        if self._topology is None:
+            return
+        await amqp.publish(self._topology.events, encode(ready), VERSION_READY_KEY, mandatory=False)
 
     async def stop(self) -> None:
         """Stop taking batches, finish the in-flight ones, then close everything."""
@@ -139,7 +244,9 @@ class Worker:
             await asyncio.wait_for(self._idle.wait(), self.settings.predictor_shutdown_grace_s)
         except TimeoutError:
             log.warning("stopping with %d batches still in flight", self._inflight)
-        for task in (self._sampler, self._processor):
+        if self.preloader is not None:
+            await self.preloader.stop()
+        for task in (self._sampler, self._processor, self._snapshot_task):
             if task is not None:
                 task.cancel()
                 with suppress(asyncio.CancelledError):
@@ -196,8 +303,8 @@ class Worker:
         groups: dict[tuple[str, tuple[str, ...], bool], list[tuple[Any, PredictBatch, float]]] = {}
         for message, received in items:
             try:
-                batch = PredictBatch.model_validate_json(message.body)
-            except ValidationError as exc:
+                batch = decode(message.body, PredictBatch)
+            except MessageError as exc:
                 log.error("undecodable batch dropped: %s", str(exc)[:300])
                 await message.reject(requeue=False)
                 continue
@@ -205,7 +312,9 @@ class Worker:
                 self.metrics.expired.inc()
                 await message.ack()
                 continue
-            key = (batch.model_version, tuple(batch.feature_names), batch.want_probabilities)
+            if self.settings.predictor_trace_log and batch.traces:
+                self._log_traces(batch)
+            key = (batch.version_key, tuple(batch.feature_names), batch.want_probabilities)
             groups.setdefault(key, []).append((message, batch, received))
         loop = asyncio.get_running_loop()
         for (version, names, want_proba), members in groups.items():
@@ -230,38 +339,51 @@ class Worker:
                 )
                 offset += count
 
+    def _log_traces(self, batch: PredictBatch) -> None:
+        """``batch <id> version <key> rows <n>: trace=<trace id> parent=<ingress span>
+        request=<id> rows=<k>; ...`` (the trace id is a traceparent's second field)."""
+        if not trace_log.isEnabledFor(logging.INFO):
+            return
+        parts = []
+        for trace in batch.traces:
+            context = parse_traceparent(trace.traceparent)
+            trace_id, parent = (context.trace_id, context.parent_id) if context else ("-", "-")
+            parts.append(
+                f"trace={trace_id} parent={parent} request={trace.request_id[:64]} "
+                f"rows={trace.rows}"
+            )
+        trace_log.info(
+            "batch %s version %s rows %d on %s: %s",
+            batch.batch_id,
+            batch.version_key,
+            len(batch.rows),
+            self.worker_id,
+            "; ".join(parts),
+        )
+
     async def _reply(
         self,
         message: AbstractIncomingMessage,
         batch: PredictBatch,
         received: float,
-        results: list[dict[str, Any]],
+        results: list[RowResult],
         outcome: BatchOutcome,
         cpu_ms: float,
     ) -> None:
         if message.reply_to and self._rpc_channel is not None:
-            reply: dict[str, Any] = {
-                "schema_version": SCHEMA_VERSION,
-                "batch_id": batch.batch_id,
-                "model_version": batch.model_version,
-                "worker_id": self.worker_id,
-                "results": results,
-                "error_code": outcome.error_code,
-                "error_message": outcome.error_message,
-                "queue_ms": max(0.0, (received - batch.sent_at) * 1000.0),
-                "inference_ms": outcome.inference_ms,
-                "cpu_ms": cpu_ms,
-                "worker_rss_mb": self._rss_mb,
-            }
-            await self._rpc_channel.default_exchange.publish(
-                aio_pika.Message(
-                    orjson.dumps(reply),
-                    content_type="application/json",
-                    correlation_id=message.correlation_id,
-                ),
-                routing_key=message.reply_to,
-                mandatory=False,
+            reply = PredictResult(
+                batch_id=batch.batch_id,
+                version_key=batch.version_key,
+                worker_id=self.worker_id,
+                results=results,
+                error_code=outcome.error_code,
+                error_message=outcome.error_message,
+                queue_ms=max(0.0, (received - batch.sent_at) * 1000.0),
+                inference_ms=outcome.inference_ms,
+                cpu_ms=cpu_ms,
+                worker_rss_mb=self._rss_mb,
             )
+            await amqp.reply(self._rpc_channel, message, encode(reply))
         await message.ack()
 
     def _count(self, batches: int, rows: int, outcome: BatchOutcome) -> None:
@@ -295,15 +417,7 @@ class Worker:
             if self._topology is None:
                 continue
             try:
-                await self._topology.events.publish(
-                    aio_pika.Message(
-                        dump(sample),
-                        content_type="application/json",
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    ),
-                    routing_key=WORKER_SAMPLE_KEY,
-                    timeout=5,
-                )
+                await amqp.publish(self._topology.events, encode(sample), WORKER_SAMPLE_KEY)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -321,8 +435,20 @@ class Worker:
                 headers={"Content-Type": CONTENT_TYPE_LATEST},
             )
 
+        async def health(_: web.Request) -> web.Response:
+            # Name and id (``modelgate up`` checks it reached this process); 200 once consuming.
+            consuming = self._consumer_tag is not None
+            body = {
+                "status": "ok" if consuming else "starting",
+                "service": "predictor",
+                "instance_id": self.worker_id,
+                "consuming": consuming,
+            }
+            return web.json_response(body, status=200 if consuming else 503)
+
         app = web.Application()
         app.router.add_get("/metrics", metrics)
+        app.router.add_get("/health", health)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.predictor_metrics_host, port)

@@ -1,6 +1,8 @@
-"""Pydantic v2 contracts shared by every modelgate service: messages, events, resources, errors.
+"""Contracts shared by every modelgate service: messages, events, resources, errors.
 
-No I/O lives here. Every message on the broker carries ``schema_version``.
+No I/O lives here. Every message on the broker carries ``schema_version`` and is written and
+read by ``schemas.messages.encode`` / ``decode`` (msgspec structs on the hot paths, pydantic v2
+models elsewhere).
 """
 
 from schemas.errors import ErrorBody, ErrorCode, ErrorDetail
@@ -12,6 +14,8 @@ from schemas.messages import (
     ApiStatus,
     FeatureSpec,
     FeatureType,
+    ImageSpec,
+    InkLevel,
     PredictBatch,
     PredictResult,
     RegistrySnapshot,
@@ -20,6 +24,9 @@ from schemas.messages import (
     RequestEventBatch,
     RowResult,
     Task,
+    TrafficMode,
+    TrafficSplit,
+    VersionReady,
     WorkerSample,
 )
 
@@ -34,6 +41,8 @@ __all__ = [
     "ErrorDetail",
     "FeatureSpec",
     "FeatureType",
+    "ImageSpec",
+    "InkLevel",
     "PredictBatch",
     "PredictResult",
     "RegistrySnapshot",
@@ -42,5 +51,8 @@ __all__ = [
     "RequestEventBatch",
     "RowResult",
     "Task",
+    "TrafficMode",
+    "TrafficSplit",
+    "VersionReady",
     "WorkerSample",
 ]

@@ -11,13 +11,43 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Range = Literal["24h", "7d", "30d"]
-Bucket = Literal["minute", "hour", "day"]
+Range = Literal["15m", "1h", "6h", "24h", "7d", "30d"]
+Bucket = Literal["10s", "30s", "minute", "5m", "15m", "hour", "6h", "day"]
 StatusFilter = Literal["success", "error", "4xx", "5xx"]
 AlertMetric = Literal["cpu_percent", "memory_mb", "error_rate", "p95_ms"]
 
-RANGE_SECONDS: dict[str, int] = {"24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
-BUCKET_SECONDS: dict[str, int] = {"minute": 60, "hour": 3_600, "day": 86_400}
+MarkerKind = Literal["created", "deploy", "key_rotated", "status"]
+
+RANGE_SECONDS: dict[str, int] = {
+    "15m": 900,
+    "1h": 3_600,
+    "6h": 6 * 3_600,
+    "24h": 86_400,
+    "7d": 7 * 86_400,
+    "30d": 30 * 86_400,
+}
+BUCKET_SECONDS: dict[str, int] = {
+    "10s": 10,
+    "30s": 30,
+    "minute": 60,
+    "5m": 300,
+    "15m": 900,
+    "hour": 3_600,
+    "6h": 6 * 3_600,
+    "day": 86_400,
+}
+DEFAULT_BUCKET: dict[str, Bucket] = {
+    "15m": "10s",
+    "1h": "30s",
+    "6h": "5m",
+    "24h": "15m",
+    "7d": "hour",
+    "30d": "6h",
+}
+"""The bucket of each range when none is asked: at most 168 points (readable at a glance), finer
+than a minute for the short ranges (those are read from the raw events)."""
+MAX_POINTS = 1_440
+"""At most this many buckets in a series (24 h by minute, the finest the 24 h range had)."""
 
 
 class MonitoringModel(BaseModel):
@@ -37,6 +67,16 @@ class ApiSummary(MonitoringModel):
     p95_ms: float = 0.0
     p99_ms: float = 0.0
     last_request_at: datetime | None = None
+    cpu_percent: float = Field(
+        0.0,
+        description="share (%) of the predictors' CPU capacity (one core per worker) its "
+        "predictions took over the last 24 h",
+    )
+    memory_mb: float = Field(
+        0.0,
+        description="memory of the model versions it serves, from the predictors' latest "
+        "per-model samples (the most any one worker holds)",
+    )
 
 
 class HistogramBucket(MonitoringModel):
@@ -62,6 +102,48 @@ class RequestRecord(MonitoringModel):
     worker_id: str = ""
 
 
+class ShadowFigures(MonitoringModel):
+    """A version's answers as a shadow over the range (raw shadow events, never returned to
+    clients), and how often they agree with the serving version's answer to the same request."""
+
+    requests: int = 0
+    errors: int = 0
+    error_rate: float = 0.0
+    avg_ms: float = 0.0
+    p50_ms: float = 0.0
+    p95_ms: float = 0.0
+    p99_ms: float = 0.0
+    compared: int = Field(
+        0, description="shadow answers compared: both it and the primary answered successfully"
+    )
+    agreed: int = Field(0, description="compared answers whose prediction equals the primary's")
+    agreement_rate: float | None = Field(
+        None, description="agreed / compared; null for a regressor or when nothing was compared"
+    )
+
+
+class VersionFigures(MonitoringModel):
+    """The range figures of the requests one version answered (``ApiStats.by_version``)."""
+
+    version_number: int | None = Field(
+        description="the version's number; null for a version no longer in the model"
+    )
+    model_version_id: str
+    requests: int = 0
+    success_count: int = 0
+    errors_4xx: int = 0
+    errors_5xx: int = 0
+    success_rate: float = 0.0
+    error_rate: float = 0.0
+    avg_ms: float = 0.0
+    p50_ms: float = 0.0
+    p95_ms: float = 0.0
+    p99_ms: float = 0.0
+    shadow: ShadowFigures | None = Field(
+        None, description="its answers as a shadow version, if it answered any in the range"
+    )
+
+
 class ApiStats(MonitoringModel):
     """Detailed figures of one API over a range, with histogram, slowest requests and resources."""
 
@@ -73,6 +155,11 @@ class ApiStats(MonitoringModel):
     success_count: int = 0
     errors_4xx: int = 0
     errors_5xx: int = 0
+    rejected_unauthenticated: int = Field(
+        0,
+        description="requests of the range rejected before authentication (no key, a wrong key): "
+        "anyone can send them, so they are not in the requests, error rate, latency or alerts",
+    )
     success_rate: float = 0.0
     error_rate: float = 0.0
     avg_ms: float = 0.0
@@ -87,6 +174,9 @@ class ApiStats(MonitoringModel):
     peak_cpu_percent: float = 0.0
     memory_mb: float = 0.0
     peak_memory_mb: float = 0.0
+    by_version: list[VersionFigures] | None = Field(
+        None, description="with by=version: the figures per version that answered, by number"
+    )
 
 
 class SeriesPoint(MonitoringModel):
@@ -97,11 +187,32 @@ class SeriesPoint(MonitoringModel):
     successes: int = 0
     errors_4xx: int = 0
     errors_5xx: int = 0
+    rejected_unauthenticated: int = 0
     avg_ms: float = 0.0
     p50_ms: float = 0.0
     p95_ms: float = 0.0
     p99_ms: float = 0.0
     cpu_ms: float = 0.0
+    requests_per_s: float = Field(0.0, description="requests / the bucket's seconds")
+
+
+class Marker(MonitoringModel):
+    """A change of the API at a time (recorded when the management API announced it): a version
+    deployed (deploy, promote, rollback), its key rotated, its status changed, its creation."""
+
+    ts: datetime
+    kind: MarkerKind
+    version_number: int | None = None
+    detail: str = Field("", description="status: the new status (active, inactive)")
+    actor: str = Field("", description="the user who made the change, when known")
+
+
+class VersionSeries(MonitoringModel):
+    """One version's points of a time series (``TimeSeries.by_version``)."""
+
+    version_number: int | None
+    model_version_id: str
+    points: list[SeriesPoint]
 
 
 class TimeSeries(MonitoringModel):
@@ -109,7 +220,14 @@ class TimeSeries(MonitoringModel):
 
     range: Range
     bucket: Bucket
+    step_seconds: int = Field(0, description="the bucket's length in seconds")
     points: list[SeriesPoint]
+    by_version: list[VersionSeries] | None = Field(
+        None, description="with by=version: every bucket of the range per version that answered"
+    )
+    markers: list[Marker] = Field(
+        default_factory=list, description="deploys, key rotations and status changes in the range"
+    )
 
 
 class RequestPage(MonitoringModel):
@@ -137,7 +255,10 @@ class WorkerResources(MonitoringModel):
 
 
 class Resources(MonitoringModel):
-    """CPU (percent of one core spent on this API) and memory (RSS of its workers) over a range."""
+    """CPU (share of the predictors' capacity, one core per worker, taken by this API's
+    predictions) and memory (of the model versions it serves, from the predictors' per-model
+    samples; the most any one worker holds) over a range: ``cpu_percent`` is the range's
+    average, peaks and points are per bucket (see ``management_api.queries``)."""
 
     cpu: list[ValuePoint]
     memory: list[ValuePoint]

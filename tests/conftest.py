@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -38,10 +39,38 @@ def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     server.stop()
 
 
+async def delete_namespaces(rabbitmq_url: str, namespaces: list[str]) -> None:
+    """Delete every queue and exchange of these namespaces (those absent are skipped)."""
+    connection = await aio_pika.connect_robust(rabbitmq_url)
+    try:
+        for name in namespaces:
+            channel = await connection.channel()
+            await delete_topology(channel, Topology(name))
+            await channel.close()
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def used_namespaces(rabbitmq_url: str) -> Iterator[list[str]]:
+    """Namespaces handed out in this run; all deleted from the broker when the run ends.
+
+    A test's own teardown deletes its namespace too, but processes it started (predictors,
+    consumers, whole stacks) may declare it again on their way out; left behind, each run added a
+    few dozen durable queues and exchanges to the broker that CI shares with the session.
+    """
+    names: list[str] = []
+    yield names
+    if names:
+        asyncio.run(delete_namespaces(rabbitmq_url, names))
+
+
 @pytest.fixture
-def namespace() -> str:
+def namespace(used_namespaces: list[str]) -> str:
     """A fresh broker namespace (queue and exchange prefix) for one test."""
-    return f"test-{uuid.uuid4().hex[:10]}"
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    used_namespaces.append(name)
+    return name
 
 
 @pytest.fixture
@@ -93,4 +122,4 @@ def model_store(tmp_path: Path) -> Path:
     return path
 
 
-pytest_plugins = ["tests.stack", "tests.prediction_fixtures"]
+pytest_plugins = ["tests.stack", "tests.prediction_fixtures", "tests.management_support"]

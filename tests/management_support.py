@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,7 @@ import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
-from infra.clickhouse import create_async_client
-from infra.migrate import apply_migrations
+from infra.migrate import migrate_database
 from management_api.app import create_app
 from management_api.settings import ManagementSettings
 
@@ -145,34 +144,48 @@ def churn_csv(rows: int = 200, seed: int = 0) -> bytes:
 @pytest.fixture
 async def clickhouse_db(clickhouse_server: str, ch_database: str) -> str:
     """The test's ClickHouse database with the metrics schema applied."""
-    client = await create_async_client(clickhouse_server)
-    try:
-        await apply_migrations(client, ch_database, params={"raw_ttl_days": "30"})
-    finally:
-        await client.close()
+    await migrate_database(clickhouse_server, ch_database)
     return ch_database
 
 
+MakeApi = Callable[..., Awaitable[Api]]
+
+
 @pytest.fixture
-async def api(
+async def make_api(
     tmp_path: Path,
     rabbitmq_url: str,
     clickhouse_server: str,
     clickhouse_db: str,
     namespace: str,
     amqp: Any,
-) -> AsyncIterator[Api]:
-    """The management API on the test's namespace, ClickHouse database, SQLite file and store."""
-    settings = management_settings(
-        tmp_path,
-        namespace=namespace,
-        rabbitmq_url=rabbitmq_url,
-        clickhouse_url=clickhouse_server,
-        clickhouse_database=clickhouse_db,
-    )
-    client = TestClient(TestServer(create_app(settings)))
-    await client.start_server()
+) -> AsyncIterator[MakeApi]:
+    """Start the management API on the test's namespace, ClickHouse database, SQLite file and
+    store, with the settings a test overrides (``make_api(management_...=...)``)."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(**overrides: Any) -> Api:
+        settings = management_settings(
+            tmp_path,
+            namespace=namespace,
+            rabbitmq_url=rabbitmq_url,
+            clickhouse_url=clickhouse_server,
+            clickhouse_database=clickhouse_db,
+            **overrides,
+        )
+        client = TestClient(TestServer(create_app(settings)))
+        await client.start_server()
+        clients.append(client)
+        return Api(client, settings)
+
     try:
-        yield Api(client, settings)
+        yield make
     finally:
-        await client.close()
+        for client in clients:
+            await client.close()
+
+
+@pytest.fixture
+async def api(make_api: MakeApi) -> Api:
+    """The management API with default settings."""
+    return await make_api()

@@ -32,11 +32,11 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from infra.model_store import ModelStore
 from infra.registry import RegistryResponder, publish_api_changed
 from infra.topology import REQUEST_EVENTS_KEY, DeclaredTopology
 from ingress.app import BATCHER, create_app
 from ingress.settings import IngressSettings
-from predictor.model_store import ModelStore
 from predictor.settings import PredictorSettings
 from predictor.worker import Worker
 from schemas import ApiChanged, ApiChangeKind, ApiRecord, ApiStatus, FeatureSpec, FeatureType, Task
@@ -128,7 +128,7 @@ def _record(
         name=api_id,
         key_hash=digest,
         key_prefix=key[:8],
-        model_version=version,
+        version_key=version,
         task=task,
         features=features,
         rate_limit_per_minute=kw.pop("rate_limit_per_minute", 1_000_000),
@@ -214,6 +214,9 @@ def ingress_settings(
         "ingress_consumer_check_s": 0.2,
         "ingress_request_timeout_s": 5.0,
         "ingress_events_flush_ms": 20.0,
+        # Most tests start ingress before (or without) a predictor; the readiness rule that
+        # waits for one is tested on its own.
+        "ingress_ready_requires_predictor": False,
     }
     values.update(overrides)
     return IngressSettings(**values)
@@ -244,7 +247,7 @@ async def start_ingress(
         await running.runner.cleanup()
 
 
-async def wait_until_ready(url: str, timeout: float = 15.0) -> None:
+async def wait_until_ready(url: str, timeout: float = 45.0) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
@@ -292,7 +295,7 @@ async def start_worker(
 def spawn_predictor(
     namespace: str, rabbitmq_url: str, model_store: Path, tmp_path: Path, topology: DeclaredTopology
 ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start ``python -m infra.cli predictor`` subprocesses; killed afterwards."""
+    """Start ``python -m modelgate.cli predictor`` subprocesses; killed afterwards."""
     processes: list[subprocess.Popen[bytes]] = []
 
     def spawn(**env: str) -> subprocess.Popen[bytes]:
@@ -308,7 +311,7 @@ def spawn_predictor(
         }
         log = (tmp_path / f"predictor-{index}.log").open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "predictor"],
+            [sys.executable, "-m", "modelgate.cli", "predictor"],
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
-from infra.stack import port_open
+from infra.localnet import EmbeddedClickHouseProcess, port_open
+from infra.localnet import free_port as free_port  # tests import it from here
 
 RABBITMQ_HOWTO = (
     "RabbitMQ is needed by this test and none could be reached.\n"
@@ -31,13 +27,6 @@ CLICKHOUSE_HOWTO = (
     "  - make sure the embedded server starts: `.venv/bin/modelgate clickhouse --port 8123`\n"
     "    (needs the chdb-core package; `make test` installs it)."
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def docker_available() -> bool:
@@ -72,74 +61,15 @@ def find_rabbitmq() -> tuple[str, object | None]:
     pytest.fail(RABBITMQ_HOWTO)
 
 
-class EmbeddedClickHouse:
-    """A ``modelgate clickhouse`` subprocess on a free port with its own data directory."""
-
-    def __init__(
-        self, data_dir: Path, port: int | None = None, extra_env: dict[str, str] | None = None
-    ) -> None:
-        self.data_dir = data_dir
-        self.port = port or free_port()
-        self.extra_env = extra_env or {}
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir.parent / f"clickhouse-{self.port}.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://default:@127.0.0.1:{self.port}/"
+class EmbeddedClickHouse(EmbeddedClickHouseProcess):
+    """``infra.localnet``'s embedded ClickHouse child, failing the test (with how to get one)
+    when it does not start."""
 
     def start(self, timeout: float = 60.0) -> None:
-        env = {**os.environ, **self.extra_env}
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "infra.cli",
-                "clickhouse",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.data_dir),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"the embedded ClickHouse exited with {self.process.returncode}; "
-                    f"log: {self.log_path}\n{self.log_path.read_text(errors='replace')[-3000:]}\n"
-                    f"{CLICKHOUSE_HOWTO}"
-                )
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ping", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        pytest.fail(
-            f"the embedded ClickHouse did not answer /ping in {timeout}s; "
-            f"log: {self.log_path}\n{CLICKHOUSE_HOWTO}"
-        )
-
-    def stop(self, kill: bool = False) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
         try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+            super().start(timeout)
+        except RuntimeError as exc:
+            pytest.fail(f"{exc}\n{CLICKHOUSE_HOWTO}")
 
 
 def close_connections_named(name: str) -> int:

@@ -1,6 +1,7 @@
 """The whole product as ``modelgate up`` runs it, for end-to-end tests.
 
-One stack per test session (starting six processes costs seconds on two cores): a fresh broker
+Started through ``modelgate.stack.StackProcess``, the same code the benches use. One stack per test
+session (starting six processes costs seconds on two cores): a fresh broker
 namespace, a fresh ClickHouse database on the session's ClickHouse, its own ports, metadata DB and
 model store. Tests create their own users, models and APIs, so they do not see each other's.
 """
@@ -8,13 +9,8 @@ model store. Tests create their own users, models and APIs, so they do not see e
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,8 +20,9 @@ import aio_pika
 import clickhouse_connect
 import pytest
 
+from infra.localnet import free_port, port_open
 from infra.topology import Topology, delete_topology
-from tests.services import free_port, port_open
+from modelgate.stack import StackProcess
 
 
 @dataclass
@@ -41,6 +38,7 @@ class Stack:
     admin_username: str
     admin_password: str
     model_store: Path
+    data_dir: Path
     log_path: Path
 
     def log_tail(self, chars: int = 6000) -> str:
@@ -57,11 +55,15 @@ def _free_port_pair() -> int:
 
 @pytest.fixture(scope="session")
 def stack(
-    rabbitmq_url: str, clickhouse_server: str, tmp_path_factory: pytest.TempPathFactory
+    rabbitmq_url: str,
+    clickhouse_server: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    used_namespaces: list[str],
 ) -> Iterator[Stack]:
     """Run ``modelgate up`` for the session and yield where it answers."""
     root = tmp_path_factory.mktemp("stack")
     namespace = f"e2e-{uuid.uuid4().hex[:8]}"
+    used_namespaces.append(namespace)
     database = f"stack_{uuid.uuid4().hex[:10]}"
     ingress_port, management_port = free_port(), free_port()
     predictor_port, consumer_port = _free_port_pair(), free_port()
@@ -83,27 +85,15 @@ def stack(
         "MODELGATE_MANAGEMENT_ADMIN_USERNAME": "admin",
         "MODELGATE_MANAGEMENT_ADMIN_PASSWORD": password,
         "MODELGATE_CONSUMER_FLUSH_INTERVAL_S": "0.5",
+        # Every e2e test logs in from 127.0.0.1; schemathesis sends bad logins on purpose. The
+        # per-address budget is for attackers, not for one shared test client.
+        "MODELGATE_MANAGEMENT_LOGIN_FAILURES_PER_ADDRESS": "100000",
     }
-    log_path = root / "stack.log"
-    ready_file = root / "ready.json"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "up", "--ready-file", str(ready_file)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 240
-    while not ready_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=60)
-            pytest.fail(
-                f"`modelgate up` did not become ready (exit {process.returncode}); "
-                f"log {log_path}:\n{log_path.read_text(errors='replace')[-6000:]}"
-            )
-        time.sleep(0.25)
+    up = StackProcess(env, root)
+    try:
+        ready = up.start(timeout=300)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     result = Stack(
         management_url=f"http://127.0.0.1:{management_port}",
         ingress_url=f"http://127.0.0.1:{ingress_port}",
@@ -114,18 +104,14 @@ def stack(
         admin_username="admin",
         admin_password=password,
         model_store=root / "models",
-        log_path=log_path,
+        data_dir=root,
+        log_path=up.log_path,
     )
-    assert json.loads(ready_file.read_text())["namespace"] == namespace
+    assert ready["namespace"] == namespace
     try:
         yield result
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        up.stop(timeout=90)
         asyncio.run(_delete_namespace(rabbitmq_url, namespace))
         client = clickhouse_connect.get_client(dsn=clickhouse_server)
         client.command(f"DROP DATABASE IF EXISTS {database}")

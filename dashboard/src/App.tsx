@@ -7,12 +7,17 @@ import type { User } from './types'
 import { LoginPage } from './pages/LoginPage'
 import { ModelsPage } from './pages/ModelsPage'
 import { TrainingWizard } from './pages/TrainingWizard'
+import { UploadModelPage } from './pages/UploadModelPage'
 import { ModelDetailPage } from './pages/ModelDetailPage'
 import { Skeleton } from './components/Feedback'
 
 // The monitoring pages carry the charting library: loaded on first visit, not with the login page.
 const MonitoringPage = lazy(() => import('./pages/MonitoringPage').then((m) => ({ default: m.MonitoringPage })))
 const ApiDetailPage = lazy(() => import('./pages/ApiDetailPage').then((m) => ({ default: m.ApiDetailPage })))
+const UsersPage = lazy(() => import('./pages/UsersPage').then((m) => ({ default: m.UsersPage })))
+const AccountPage = lazy(() => import('./pages/AccountPage').then((m) => ({ default: m.AccountPage })))
+const AlertsPage = lazy(() => import('./pages/AlertsPage').then((m) => ({ default: m.AlertsPage })))
+const WebhooksPage = lazy(() => import('./pages/WebhooksPage').then((m) => ({ default: m.WebhooksPage })))
 
 export function App() {
   const { t, lang, setLang } = useI18n()
@@ -87,10 +92,11 @@ export function App() {
   }
 
   let page: ReactElement
-  let section: 'models' | 'monitoring' = 'models'
+  let section: 'models' | 'monitoring' | 'alerts' | 'webhooks' | 'users' | 'account' = 'models'
   let params: Record<string, string> | null
   if (matchPath('/models', path)) page = <ModelsPage />
   else if (matchPath('/models/new', path)) page = <TrainingWizard />
+  else if (matchPath('/models/upload', path)) page = <UploadModelPage />
   else if ((params = matchPath('/models/:id', path))) page = <ModelDetailPage modelId={params.id as string} />
   else if (matchPath('/monitoring', path)) {
     section = 'monitoring'
@@ -98,6 +104,18 @@ export function App() {
   } else if ((params = matchPath('/monitoring/:id', path))) {
     section = 'monitoring'
     page = <ApiDetailPage apiId={params.id as string} />
+  } else if (matchPath('/alerts', path)) {
+    section = 'alerts'
+    page = <AlertsPage />
+  } else if (matchPath('/webhooks', path)) {
+    section = 'webhooks'
+    page = <WebhooksPage />
+  } else if (matchPath('/users', path) && user.role === 'admin') {
+    section = 'users'
+    page = <UsersPage />
+  } else if (matchPath('/account', path)) {
+    section = 'account'
+    page = <AccountPage />
   } else {
     page = (
       <div className="page">
@@ -125,11 +143,26 @@ export function App() {
             aria-current={section === 'monitoring' ? 'page' : undefined}>
             {t('nav.monitoring')}
           </Link>
+          <Link to="/alerts" className={section === 'alerts' ? 'active' : ''} data-testid="nav-alerts"
+            aria-current={section === 'alerts' ? 'page' : undefined}>
+            {t('alerts.nav')}
+          </Link>
+          <Link to="/webhooks" className={section === 'webhooks' ? 'active' : ''} data-testid="nav-webhooks"
+            aria-current={section === 'webhooks' ? 'page' : undefined}>
+            {t('webhooks.nav')}
+          </Link>
+          {user.role === 'admin' && (
+            <Link to="/users" className={section === 'users' ? 'active' : ''} data-testid="nav-users"
+              aria-current={section === 'users' ? 'page' : undefined}>
+              {t('users.nav')}
+            </Link>
+          )}
         </nav>
         <div className="topbar-right">
-          <span className="user-name" title={user.role}>
+          <Link to="/account" className="btn btn-ghost btn-sm" title={t('account.nav')} data-testid="account-link"
+            aria-current={section === 'account' ? 'page' : undefined}>
             {user.username}
-          </span>
+          </Link>
           {langSwitch}
           <button type="button" className="btn btn-ghost btn-sm" onClick={logout} data-testid="logout">
             {t('nav.logout')}

@@ -1,4 +1,6 @@
 import { useCallback, useEffect, useRef, useState } from 'react'
+import { errorText } from './errorMessages'
+import { useI18n } from './i18n'
 
 export interface AsyncState<T> {
   data: T | null
@@ -11,7 +13,10 @@ export interface AsyncState<T> {
 /** Runs `load` when `deps` change; keeps the last data while a quiet reload runs. */
 export function useAsync<T>(load: () => Promise<T>, deps: unknown[]): AsyncState<T> {
   const [data, setData] = useState<T | null>(null)
-  const [error, setError] = useState<string | null>(null)
+  // The error itself, turned into text (translated by its code) at render: a language switch
+  // translates an error already on screen.
+  const [error, setError] = useState<unknown>(null)
+  const { lang } = useI18n()
   const [loading, setLoading] = useState(true)
   const [tick, setTick] = useState(0)
   const quietRef = useRef(false)
@@ -35,7 +40,7 @@ export function useAsync<T>(load: () => Promise<T>, deps: unknown[]): AsyncState
       })
       .catch((err: unknown) => {
         if (cancelled) return
-        setError(err instanceof Error ? err.message : String(err))
+        setError(err ?? new Error('error'))
         setLoading(false)
       })
     return () => {
@@ -48,7 +53,7 @@ export function useAsync<T>(load: () => Promise<T>, deps: unknown[]): AsyncState
     setTick((n) => n + 1)
   }, [])
 
-  return { data, error, loading, reload }
+  return { data, error: error === null ? null : errorText(lang, error), loading, reload }
 }
 
 /** Calls `fn` every `ms` while `enabled`, and not while the tab is hidden. */

@@ -1,8 +1,21 @@
 // All user-visible strings: French by default (as in the seeds), English switchable, choice remembered.
 import { createContext, useCallback, useContext, useMemo, useState } from 'react'
 import type { ReactNode } from 'react'
+import * as alerts from './strings/alerts'
+import * as byomodel from './strings/byomodel'
+import * as deploy from './strings/deploy'
+import * as drift from './strings/drift'
+import * as exportform from './strings/exportform'
+import * as images from './strings/images'
+import * as live from './strings/live'
+import * as modelpage from './strings/modelpage'
+import * as resources from './strings/resources'
+import * as traffic from './strings/traffic'
+import * as tryit from './strings/tryit'
+import * as users from './strings/users'
+import * as webhooks from './strings/webhooks'
 
-const fr = {
+const baseFr = {
   'nav.main': 'Navigation principale',
   'nav.models': 'Modèles',
   'nav.monitoring': 'Monitoring',
@@ -35,6 +48,8 @@ const fr = {
   'auth.signingIn': 'Connexion…',
   'auth.invalid': "Nom d'utilisateur ou mot de passe incorrect.",
   'auth.sessionExpired': 'Votre session a expiré. Veuillez vous reconnecter.',
+  'auth.tooManyAttempts': 'Trop de tentatives de connexion. Réessayez dans {seconds} s.',
+  'auth.busy': 'Le serveur est très sollicité. Réessayez dans un instant.',
 
   'task.classification': 'Classification',
   'task.regression': 'Régression',
@@ -96,6 +111,13 @@ const fr = {
   'job.running': 'En cours',
   'job.succeeded': 'Terminé',
   'job.failed': 'Échec',
+  'job.cancelled': 'Annulé',
+  'wizard.cancelJob': "Annuler l'entraînement",
+  'wizard.cancelJobTitle': "Annuler l'entraînement ?",
+  'wizard.cancelJobConfirm': "Le processus d'entraînement sera arrêté ; aucune version ne sera créée.",
+  'wizard.cancelJobOk': "Arrêter l'entraînement",
+  'wizard.cancelled': "L'entraînement a été annulé.",
+  'wizard.queuePosition': 'En attente d’un créneau d’entraînement (position {position} dans la file).',
 
   'result.trainedWith': 'Entraîné avec {algorithm}',
   'result.details': 'Détails',
@@ -227,6 +249,8 @@ const fr = {
   'stat.successRate': 'Taux de succès',
   'stat.errorRate': "Taux d'erreur",
   'stat.errors': 'erreurs 4xx : {e4} · 5xx : {e5}',
+  'stat.rejectedUnauthenticated': 'Rejetées avant authentification',
+  'stat.rejectedUnauthenticatedHint': 'sans clé ou clé invalide : hors taux d’erreur, latence et alertes',
   'stat.avg': 'Latence moyenne',
   'stat.p50': 'Latence p50',
   'stat.p95': 'Latence p95',
@@ -305,9 +329,26 @@ const fr = {
   'confirm.typeName': 'Pour confirmer, saisissez « {name} »',
 }
 
+const fr = {
+  ...baseFr,
+  ...alerts.fr,
+  ...byomodel.fr,
+  ...deploy.fr,
+  ...drift.fr,
+  ...exportform.fr,
+  ...images.fr,
+  ...live.fr,
+  ...modelpage.fr,
+  ...resources.fr,
+  ...traffic.fr,
+  ...tryit.fr,
+  ...users.fr,
+  ...webhooks.fr,
+}
+
 export type TranslationKey = keyof typeof fr
 
-const en: Record<TranslationKey, string> = {
+const baseEn: Record<keyof typeof baseFr, string> = {
   'nav.main': 'Main navigation',
   'nav.models': 'Models',
   'nav.monitoring': 'Monitoring',
@@ -340,6 +381,8 @@ const en: Record<TranslationKey, string> = {
   'auth.signingIn': 'Signing in…',
   'auth.invalid': 'Wrong username or password.',
   'auth.sessionExpired': 'Your session has expired. Please sign in again.',
+  'auth.tooManyAttempts': 'Too many sign-in attempts. Try again in {seconds} s.',
+  'auth.busy': 'The server is busy. Try again in a moment.',
 
   'task.classification': 'Classification',
   'task.regression': 'Regression',
@@ -401,6 +444,13 @@ const en: Record<TranslationKey, string> = {
   'job.running': 'Running',
   'job.succeeded': 'Done',
   'job.failed': 'Failed',
+  'job.cancelled': 'Cancelled',
+  'wizard.cancelJob': 'Cancel training',
+  'wizard.cancelJobTitle': 'Cancel training?',
+  'wizard.cancelJobConfirm': 'The training process will be stopped; no version will be created.',
+  'wizard.cancelJobOk': 'Stop training',
+  'wizard.cancelled': 'Training was cancelled.',
+  'wizard.queuePosition': 'Waiting for a training slot (position {position} in the queue).',
 
   'result.trainedWith': 'Trained with {algorithm}',
   'result.details': 'Details',
@@ -531,6 +581,8 @@ const en: Record<TranslationKey, string> = {
   'stat.successRate': 'Success rate',
   'stat.errorRate': 'Error rate',
   'stat.errors': '4xx errors: {e4} · 5xx: {e5}',
+  'stat.rejectedUnauthenticated': 'Rejected before authentication',
+  'stat.rejectedUnauthenticatedHint': 'no key or a wrong key: not in the error rate, latency or alerts',
   'stat.avg': 'Average latency',
   'stat.p50': 'p50 latency',
   'stat.p95': 'p95 latency',
@@ -607,6 +659,23 @@ const en: Record<TranslationKey, string> = {
   'docs.err504': 'No prediction in time.',
 
   'confirm.typeName': 'To confirm, type “{name}”',
+}
+
+const en: Record<TranslationKey, string> = {
+  ...baseEn,
+  ...alerts.en,
+  ...byomodel.en,
+  ...deploy.en,
+  ...drift.en,
+  ...exportform.en,
+  ...images.en,
+  ...live.en,
+  ...modelpage.en,
+  ...resources.en,
+  ...traffic.en,
+  ...tryit.en,
+  ...users.en,
+  ...webhooks.en,
 }
 
 export type Lang = 'fr' | 'en'

@@ -11,12 +11,15 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 from aiohttp import BodyPartReader, web
 from multidict import CIMultiDict
 
+from infra import http
 from infra.clickhouse_server.engine import Engine
 from infra.clickhouse_server.protocol import (
     NOT_IMPLEMENTED,
@@ -28,18 +31,33 @@ from infra.clickhouse_server.protocol import (
     choose_response_encoding,
     classify_params,
     content_type,
+    exception_block,
+    new_exception_tag,
     response_encoder,
     truthy,
 )
 from infra.clickhouse_server.service import QueryService, Reply, credentials_from
+from infra.clickhouse_server.sessions import Sessions
 from infra.clickhouse_server.settings import ClickHouseServerSettings
 from infra.service import configure_logging
 
 log = logging.getLogger(__name__)
 
+# What the HTTP edge's errors (infra/http.py: connections over a cap, parser errors, body
+# timeouts) are called in ClickHouse's terms.
+NO_FREE_CONNECTION = 203
+SOCKET_TIMEOUT = 209
+CANNOT_PARSE_INPUT_ASSERTION_FAILED = 27
+_EDGE_CODES = {
+    "SERVICE_UNAVAILABLE": (NO_FREE_CONNECTION, "NO_FREE_CONNECTION"),
+    "REQUEST_TIMEOUT": (SOCKET_TIMEOUT, "SOCKET_TIMEOUT"),
+    "INTERNAL_ERROR": (STD_EXCEPTION, "STD_EXCEPTION"),
+}
+
 settings_key = web.AppKey("settings", ClickHouseServerSettings)
 engine_key = web.AppKey("engine", Engine)
 service_key = web.AppKey("service", QueryService)
+edge_key = web.AppKey("edge", http.HttpServerSettings)
 
 _READ_CHUNK = 1 << 20
 _OFFLOAD_BYTES = 256 * 1024
@@ -49,14 +67,25 @@ async def engine_context(app: web.Application) -> AsyncIterator[None]:
     """Open the chdb engine for the server's lifetime; close every connection on shutdown."""
     settings = app[settings_key]
     engine = Engine(
-        settings.clickhouse_server_data_dir.resolve(), settings.clickhouse_server_max_connections
+        settings.clickhouse_server_data_dir.resolve(),
+        settings.clickhouse_server_max_connections,
+        settings.clickhouse_server_analyst_connections,
+        settings.analyst_engine_settings(),
+        settings.clickhouse_server_analyst_queue_timeout_s,
+        settings.clickhouse_server_analyst_queue_limit,
     )
     await asyncio.get_running_loop().run_in_executor(None, engine.open)
     app[engine_key] = engine
+    sessions = Sessions(engine)
     app[service_key] = QueryService(
-        engine, settings.clickhouse_server_users, settings.clickhouse_server_max_body_bytes
+        engine, settings.resolved_users(), settings.clickhouse_server_max_body_bytes, sessions
     )
+    sweeper = asyncio.create_task(sessions.sweep())
     yield
+    sweeper.cancel()
+    with suppress(asyncio.CancelledError):
+        await sweeper
+    await sessions.close()
     await asyncio.get_running_loop().run_in_executor(None, engine.close)
     log.info("chdb engine closed")
 
@@ -79,6 +108,47 @@ def _error_response(request: web.Request, error: ClickHouseError) -> web.Respons
         content_type="text/plain",
         charset="utf-8",
     )
+
+
+def clickhouse_error_renderer(app: web.Application) -> http.ErrorRenderer:
+    """``infra.http``'s edge errors as ClickHouse writes errors: ``Code: N. DB::Exception: ...``
+    text with ``X-ClickHouse-Exception-Code``, so ClickHouse clients raise them as such."""
+
+    def render(
+        status: int, code: str, message: str, details: dict[str, Any]
+    ) -> tuple[bytes, dict[str, str]]:
+        number, name = _EDGE_CODES.get(
+            code, (CANNOT_PARSE_INPUT_ASSERTION_FAILED, "CANNOT_PARSE_INPUT_ASSERTION_FAILED")
+        )
+        extra = "; ".join(f"{key}: {value}" for key, value in details.items())
+        text = f"{message} ({extra})" if extra else message
+        error = ClickHouseError(number, f"DB::Exception: {text}. ({name})", name)
+        engine = app.get(engine_key)
+        settings = app.get(settings_key)
+        headers = {
+            "Content-Type": "text/plain; charset=UTF-8",
+            "X-ClickHouse-Exception-Code": str(number),
+        }
+        if settings is not None:
+            headers["X-ClickHouse-Server-Display-Name"] = settings.clickhouse_server_display_name
+        return error.body(engine.version if engine else ""), headers
+
+    return render
+
+
+@web.middleware
+async def body_deadline(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A request's body must arrive within ``http_body_timeout_s`` of its head (else
+    SOCKET_TIMEOUT, as ClickHouse's receive timeout), like the services' bodies."""
+    edge = request.app.get(edge_key)
+    deadline = None if edge is None else http.arm_body_deadline(request, edge.http_body_timeout_s)
+    try:
+        return await handler(request)
+    finally:
+        if deadline is not None and request.content.is_eof():
+            deadline.cancel()
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -125,7 +195,18 @@ async def query(request: web.Request) -> web.StreamResponse:
         )
     except ClickHouseError as error:
         return _error_response(request, error)
+    except http.BodyTimeout as exc:
+        return _error_response(
+            request,
+            ClickHouseError(
+                SOCKET_TIMEOUT,
+                f"DB::Exception: Timeout exceeded while reading from socket: {exc.message}. "
+                "(SOCKET_TIMEOUT)",
+                "SOCKET_TIMEOUT",
+            ),
+        )
     except asyncio.CancelledError:
+        log.info("client went away before the result of its request started; query cancelled")
         raise
     except Exception:
         request_id = uuid.uuid4().hex
@@ -171,25 +252,34 @@ async def _send(
             body = await engine.run(lambda: encoder.feed(reply.body) + encoder.finish())
         return web.Response(body=body, headers=headers)
 
+    # An error after the headers (status 200) is written into the stream between markers
+    # carrying this tag, as ClickHouse does, so clients raise instead of keeping a partial result.
+    tag = new_exception_tag()
+    headers["X-ClickHouse-Exception-Tag"] = tag
     response = web.StreamResponse(headers=headers)
-    await response.prepare(request)
     try:
+        await response.prepare(request)
         await _write(response, engine, encoder, reply.body)
         async for chunk in reply.rest:
             await _write(response, engine, encoder, chunk)
         if encoder is not None:
             await response.write(encoder.finish())
+        await response.write_eof()
     except ClickHouseError as error:
-        # Headers are gone: like ClickHouse, put the error text into the stream.
         log.warning("query %s failed while streaming: %s", reply.query_id, error)
-        tail = error.body(engine.version)
-        await response.write(encoder.feed(tail) + encoder.finish() if encoder else tail)
-    except ConnectionResetError:
-        log.info("client went away while query %s was streaming; query stopped", reply.query_id)
-        return response
+        block = exception_block(tag, error.body(engine.version))
+        with suppress(ConnectionError):
+            await response.write(encoder.feed(block) + encoder.finish() if encoder else block)
+        # And, as ClickHouse does, the response never ends properly (no last chunk): a client
+        # that knows nothing of the marker still sees a broken transfer, not a short result.
+        if request.transport is not None:
+            request.transport.close()
+    except (ConnectionError, asyncio.CancelledError) as exc:
+        log.info("client went away while query %s was streaming; query cancelled", reply.query_id)
+        if isinstance(exc, asyncio.CancelledError):
+            raise
     finally:
-        await reply.rest.aclose()
-    await response.write_eof()
+        await reply.rest.aclose()  # stops (cancels) the engine's query if it is still running
     return response
 
 
@@ -215,15 +305,25 @@ async def not_found(request: web.Request) -> web.Response:
     )
 
 
-def create_app(settings: ClickHouseServerSettings) -> web.Application:
-    """The embedded server's aiohttp application (engine opened by a cleanup context)."""
+def create_app(
+    settings: ClickHouseServerSettings, edge: http.HttpServerSettings | None = None
+) -> web.Application:
+    """The embedded server's aiohttp application (engine opened by a cleanup context); with
+    ``edge``, its connections are held to the services' head and body timeouts and header
+    limits (``infra.http``)."""
     # Request bodies are decompressed by the server itself (lz4 included, size limit applied to
     # the decompressed bytes), so aiohttp must hand them over as sent.
+    handler_args: dict[str, Any] = {"auto_decompress": False}
+    if edge is not None:
+        handler_args = {**http.handler_args(edge), **handler_args}
     app = web.Application(
         client_max_size=settings.clickhouse_server_max_body_bytes,
-        handler_args={"auto_decompress": False},
+        handler_args=handler_args,
+        middlewares=[body_deadline] if edge is not None else [],
     )
     app[settings_key] = settings
+    if edge is not None:
+        app[edge_key] = edge
     app.cleanup_ctx.append(engine_context)
     app.router.add_route("GET", "/ping", ping)
     app.router.add_route("HEAD", "/ping", ping)
@@ -256,11 +356,17 @@ def main(argv: list[str]) -> int:
         overrides["clickhouse_server_data_dir"] = args.data_dir
     settings = ClickHouseServerSettings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_level)
-    web.run_app(
-        create_app(settings),
-        host=settings.clickhouse_server_host,
-        port=settings.clickhouse_server_port,
-        print=None,
-        access_log=None,
+    # The services' bounds (MODELGATE_HTTP_*): head and body timeouts, header limits, a cap on
+    # open connections overall and per client address; edge errors in ClickHouse's shape.
+    edge = http.HttpServerSettings()
+    app = create_app(settings, edge)
+    http.run_app(
+        app,
+        settings.clickhouse_server_host,
+        settings.clickhouse_server_port,
+        edge,
+        render_error=clickhouse_error_renderer(app),
+        # A client that goes away cancels its request, so its query stops at the next block.
+        handler_cancellation=True,
     )
     return 0

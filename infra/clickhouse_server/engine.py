@@ -15,6 +15,10 @@ database. So:
   discarded after the request, as does any connection whose reconciliation failed.
 * Blocking chdb calls run in a thread pool sized like the connection pool, so the event loop
   keeps serving while queries run.
+* Read-only (``readonly = 1``) connections are the analysts' share: a pool of their own, with
+  its own limit of statements at once and a bounded wait, opened with the analysts' limits
+  (``max_execution_time``...) before ``readonly = 1`` fixes them. Writable connections (the
+  services) never wait behind analysts.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ from typing import Any, TypeVar
 from chdb.state.sqlitelike import Connection, StreamingInserter
 
 from infra.clickhouse_server.protocol import UNKNOWN_SETTING, ClickHouseError, first_keyword
+
+TOO_MANY_SIMULTANEOUS_QUERIES = 202
+ANALYST_LEVEL = 1
+"""Connections of this readonly level form the analysts' share of the engine."""
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +107,11 @@ def _outcome(result: Any) -> QueryOutcome:
 class EngineConnection:
     """One chdb connection and the state (database, settings) it was last left in."""
 
-    def __init__(self, data_path: Path, readonly: int) -> None:
-        suffix = f"?readonly={readonly}" if readonly else ""
+    def __init__(self, data_path: Path, readonly: int, fixed: dict[str, str] | None = None) -> None:
+        # readonly goes last: the settings before it are applied while they still may be.
+        options = [f"{name}={value}" for name, value in (fixed or {}).items()]
+        options += [f"readonly={readonly}"] if readonly else []
+        suffix = "?" + "&".join(options) if options else ""
         self.connection = Connection(f"{data_path}{suffix}")
         self.readonly = readonly
         self.database: str | None = None
@@ -131,20 +142,23 @@ class EngineConnection:
         except RuntimeError as exc:
             raise ClickHouseError.from_engine(exc) from None
 
-    def query(self, sql: str, fmt: str, params: dict[str, str]) -> QueryOutcome:
-        if first_keyword(sql) in _STATEFUL_KEYWORDS:
+    def query(self, sql: str | bytes, fmt: str, params: dict[str, str]) -> QueryOutcome:
+        """Run a statement (bytes: a text that is not UTF-8, such as binary literals)."""
+        text = sql if isinstance(sql, str) else sql.decode("utf-8", errors="replace")
+        if first_keyword(text) in _STATEFUL_KEYWORDS:
             self.usable = False
         try:
-            return _outcome(self.connection.query(sql, fmt, params=params))
+            # chdb's binding takes bytes as well as str (its annotation says str only).
+            return _outcome(self.connection.query(sql, fmt, params=params))  # type: ignore[arg-type]
         except RuntimeError as exc:
             raise ClickHouseError.from_engine(exc) from None
 
     def stream(
-        self, sql: str, fmt: str, params: dict[str, str]
+        self, sql: str | bytes, fmt: str, params: dict[str, str]
     ) -> Generator[QueryOutcome, None, None]:
         """Result chunks of a SELECT, fetched one by one (call ``next`` from a worker thread)."""
         try:
-            result = self.connection.send_query(sql, fmt, params=params)
+            result = self.connection.send_query(sql, fmt, params=params)  # type: ignore[arg-type]
         except RuntimeError as exc:
             raise ClickHouseError.from_engine(exc) from None
         try:
@@ -176,26 +190,51 @@ def quote_identifier(name: str) -> str:
 
 
 def quote_value(value: str) -> str:
-    """A setting value as a SQL literal: numbers stay numbers, anything else becomes a string."""
-    text = value.strip()
-    try:
-        float(text)
-    except ValueError:
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    return text
+    """A setting value as a SQL string literal, whatever the setting's type.
+
+    URL parameters are text and ClickHouse parses each by its setting's type; the engine does the
+    same with a string literal (``SET max_threads = '4'``), while a bare number given to a string
+    setting (``format_csv_delimiter=1``) fails.
+    """
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _too_many(why: str) -> ClickHouseError:
+    return ClickHouseError(
+        TOO_MANY_SIMULTANEOUS_QUERIES,
+        f"DB::Exception: Too many simultaneous queries of read-only users: {why}. "
+        "(TOO_MANY_SIMULTANEOUS_QUERIES)",
+        "TOO_MANY_SIMULTANEOUS_QUERIES",
+    )
 
 
 class Engine:
     """The connection pool over chdb's engine, with the facts the HTTP layer reports."""
 
-    def __init__(self, data_path: Path, max_connections: int = 8) -> None:
+    def __init__(
+        self,
+        data_path: Path,
+        max_connections: int = 8,
+        analyst_connections: int = 2,
+        analyst_settings: dict[str, str] | None = None,
+        analyst_queue_timeout: float = 30.0,
+        analyst_queue_limit: int = 32,
+    ) -> None:
         self.data_path = data_path
         self.max_connections = max_connections
+        self.analyst_connections = analyst_connections
+        self.analyst_settings = dict(analyst_settings or {})
+        self.analyst_queue_timeout = analyst_queue_timeout
+        self.analyst_queue_limit = analyst_queue_limit
         self.executor = ThreadPoolExecutor(
-            max_workers=max_connections + 1, thread_name_prefix="chdb"
+            max_workers=max_connections + analyst_connections + 1, thread_name_prefix="chdb"
         )
         self._idle: dict[int, list[EngineConnection]] = {0: [], 1: [], 2: []}
         self._slots = asyncio.Semaphore(max_connections)
+        self._analyst_slots = asyncio.Semaphore(analyst_connections)
+        self.analysts_waiting = 0
+        self.analysts_running = 0
+        self._outside: list[EngineConnection] = []
         self._lock = threading.Lock()
         self._anchor: Connection | None = None
         self.version = ""
@@ -221,9 +260,10 @@ class Engine:
     def close(self) -> None:
         """Close every connection, the anchor last (that shuts the engine down cleanly)."""
         with self._lock:
-            idle = [c for conns in self._idle.values() for c in conns]
+            idle = [c for conns in self._idle.values() for c in conns] + self._outside
             for conns in self._idle.values():
                 conns.clear()
+            self._outside = []
         for connection in idle:
             connection.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -244,15 +284,64 @@ class Engine:
                 await future
             raise
 
+    def open_connection(
+        self, readonly: int, extra: dict[str, str] | None = None
+    ) -> EngineConnection:
+        """A connection outside the pool (blocking; closed with the engine), opened as the pool
+        opens that level's connections, plus ``extra`` settings."""
+        fixed = self.analyst_settings if readonly == ANALYST_LEVEL else {}
+        connection = EngineConnection(self.data_path, readonly, {**fixed, **(extra or {})})
+        with self._lock:
+            self._outside.append(connection)
+        return connection
+
+    @asynccontextmanager
+    async def _share(self, readonly: int) -> AsyncIterator[None]:
+        """A place in the services' share, or (readonly = 1) in the analysts' bounded one."""
+        if readonly != ANALYST_LEVEL:
+            async with self._slots:
+                yield
+            return
+        if self.analysts_waiting >= self.analyst_queue_limit:
+            raise _too_many(
+                f"{self.analysts_waiting} of their statements already wait for one of their "
+                f"{self.analyst_connections} connections"
+            )
+        self.analysts_waiting += 1
+        try:
+            async with asyncio.timeout(self.analyst_queue_timeout):
+                await self._analyst_slots.acquire()
+        except TimeoutError:
+            raise _too_many(
+                f"all {self.analyst_connections} of their connections stayed busy for "
+                f"{self.analyst_queue_timeout:g} s"
+            ) from None
+        finally:
+            self.analysts_waiting -= 1
+        self.analysts_running += 1
+        try:
+            yield
+        finally:
+            self.analysts_running -= 1
+            self._analyst_slots.release()
+
+    @asynccontextmanager
+    async def slot(self, readonly: int) -> AsyncIterator[None]:
+        """A place among the statements running at once, for a statement on a connection outside
+        the pool (a session's): sessions share the same bounds as pooled requests."""
+        async with self._share(readonly):
+            yield
+
     @asynccontextmanager
     async def lease(self, readonly: int) -> AsyncIterator[EngineConnection]:
         """A connection of the given readonly level for one request, returned (or dropped) after."""
-        async with self._slots:
+        async with self._share(readonly):
             with self._lock:
                 idle = self._idle[readonly]
                 connection = idle.pop() if idle else None
             if connection is None:
-                connection = await self.run(EngineConnection, self.data_path, readonly)
+                fixed = self.analyst_settings if readonly == ANALYST_LEVEL else None
+                connection = await self.run(EngineConnection, self.data_path, readonly, fixed)
             ok = False
             try:
                 yield connection

@@ -7,9 +7,10 @@ Nothing here does I/O, so each rule (which URL parameters are settings, where th
 from __future__ import annotations
 
 import re
+import secrets
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -181,7 +182,17 @@ UNSUPPORTED_METHOD = 1
 STD_EXCEPTION = 1001
 CANNOT_DECOMPRESS = 271
 UNKNOWN_SETTING = 115
+THERE_IS_NO_SESSION = 113
+SESSION_NOT_FOUND = 372
+SESSION_IS_LOCKED = 373
+INVALID_SESSION_TIMEOUT = 374
+USER_SESSION_LIMIT_EXCEEDED = 700
 _NAMES = {
+    THERE_IS_NO_SESSION: "THERE_IS_NO_SESSION",
+    SESSION_NOT_FOUND: "SESSION_NOT_FOUND",
+    SESSION_IS_LOCKED: "SESSION_IS_LOCKED",
+    INVALID_SESSION_TIMEOUT: "INVALID_SESSION_TIMEOUT",
+    USER_SESSION_LIMIT_EXCEEDED: "USER_SESSION_LIMIT_EXCEEDED",
     UNKNOWN_SETTING: "UNKNOWN_SETTING",
     CANNOT_DECOMPRESS: "CANNOT_DECOMPRESS",
     SYNTAX_ERROR: "SYNTAX_ERROR",
@@ -293,6 +304,7 @@ def classify_params(items: Iterable[tuple[str, str]], headers: dict[str, str]) -
 # --- statements -------------------------------------------------------------------------------
 
 _WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_HEREDOC_RE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 
 
 @dataclass(frozen=True)
@@ -316,6 +328,11 @@ def tokens(sql: str, start: int = 0) -> Iterable[Token]:
         elif sql.startswith("/*", i):
             end = sql.find("*/", i + 2)
             i = n if end < 0 else end + 2
+        elif ch == "$" and (heredoc := _HEREDOC_RE.match(sql, i)):
+            end = sql.find(heredoc.group(0), heredoc.end())
+            j = n if end < 0 else end + len(heredoc.group(0))
+            yield Token("quoted", sql[i:j], i, j)
+            i = j
         elif ch in "'\"`":
             j = i + 1
             while j < n and sql[j] != ch:
@@ -389,6 +406,8 @@ def split_insert(text: str) -> InsertWithData | None:
     """
     stream = iter(tokens(text))
     first = next(stream, None)
+    if first is not None and first.kind == "word" and first.text.upper() == "WITH":
+        first = _top_level_insert(stream)  # WITH <expressions> INSERT INTO ...
     if first is None or first.kind != "word" or first.text.upper() != "INSERT":
         return None
     depth = 0
@@ -419,6 +438,30 @@ def split_insert(text: str) -> InsertWithData | None:
         if table_seen and token.kind == "punct" and token.text == "." and depth == 0:
             table_seen = False  # db.table: the next word is still the table name
         previous = token
+    return None
+
+
+_NESTING = {"(": 1, ")": -1, "[": 1, "]": -1, "{": 1, "}": -1}
+
+
+def _top_level_insert(stream: Iterator[Token]) -> Token | None:
+    """After ``WITH``: the ``INSERT`` of ``WITH ... INSERT INTO``, None for a SELECT (whose
+    aliases or CTEs may well be named ``insert``). Consumes the ``INTO`` after it."""
+    depth = 0
+    previous = ""
+    candidate: Token | None = None
+    for token in stream:
+        word = token.text.upper() if token.kind == "word" else ""
+        if candidate is not None and word == "INTO":
+            return candidate
+        candidate = None
+        if token.kind == "punct":
+            depth += _NESTING.get(token.text, 0)
+        elif depth == 0 and word == "INSERT" and previous != "AS":
+            candidate = token
+        elif depth == 0 and word in {"SELECT", "FORMAT"}:
+            return None
+        previous = word
     return None
 
 
@@ -454,6 +497,38 @@ def output_format(sql: str, known_formats: frozenset[str]) -> str | None:
 def strip_statement(sql: str) -> str:
     """The statement without surrounding whitespace and trailing semicolons."""
     return sql.strip().rstrip(";").rstrip()
+
+
+def check_single_statement(sql: str) -> None:
+    """Refuse a body of several statements, as ClickHouse's HTTP interface does (code 62).
+
+    Only a terminating ``;`` followed by nothing but comments and whitespace is allowed.
+    """
+    stream = iter(tokens(sql))
+    for token in stream:
+        if token.kind == "punct" and token.text == ";":
+            rest = next(stream, None)
+            if rest is not None:
+                line = sql.count("\n", 0, token.start) + 1
+                column = token.start - (sql.rfind("\n", 0, token.start) + 1) + 1
+                raise ClickHouseError.build(
+                    SYNTAX_ERROR,
+                    "Syntax error (Multi-statements are not allowed): failed at position "
+                    f"{token.start + 1} (line {line}, col {column}): {sql[token.start :][:50]}",
+                )
+
+
+# Statements that cannot leave state (temporary tables, settings, current database, roles) on
+# the engine connection that ran them; after any other statement a pooled connection is closed
+# instead of being handed to the next request.
+_STATELESS_KEYWORDS = frozenset(
+    {"SELECT", "WITH", "INSERT", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN", "CHECK"}
+)
+
+
+def leaves_connection_state(sql: str) -> bool:
+    """Whether a statement may change what later statements on its connection see."""
+    return first_keyword(sql) not in _STATELESS_KEYWORDS
 
 
 # --- compression ------------------------------------------------------------------------------
@@ -670,3 +745,85 @@ class ChainedCodec:
 
     def finish(self) -> bytes:
         return self.second.feed(self.first.finish()) + self.second.finish()
+
+
+# --- streamed results -------------------------------------------------------------------------
+
+_ARROW_CONTINUATION = b"\xff\xff\xff\xff"
+_ARROW_END = _ARROW_CONTINUATION + b"\x00\x00\x00\x00"
+
+
+class ArrowStreamJoiner:
+    """Joins the engine's ``ArrowStream`` chunks into one Arrow IPC stream.
+
+    Each chunk the engine yields is a complete stream (schema, batches, end marker); sent one
+    after the other, a reader stops at the first end marker and silently drops every later row.
+    So: the first chunk's schema is kept, later chunks lose their (identical) schema message,
+    every chunk loses its end marker, and ``finish`` writes the one end marker.
+    """
+
+    def __init__(self) -> None:
+        self.schema: bytes | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        if not data.startswith(_ARROW_CONTINUATION) or not data.endswith(_ARROW_END):
+            raise ClickHouseError.build(
+                STD_EXCEPTION, "Unexpected ArrowStream chunk from the engine"
+            )
+        (metadata_size,) = struct.unpack_from("<i", data, 4)
+        schema = data[: 8 + metadata_size]  # a schema message has no body
+        body = data[: -len(_ARROW_END)]
+        if self.schema is None:
+            self.schema = schema
+            return body
+        if schema != self.schema:
+            raise ClickHouseError.build(
+                STD_EXCEPTION, "ArrowStream chunks of one result have different schemas"
+            )
+        return body[len(schema) :]
+
+    def finish(self) -> bytes:
+        return _ARROW_END if self.schema is not None else b""
+
+
+EXCEPTION_MARKER = b"__exception__"
+EXCEPTION_TAG_LENGTH = 16
+MAX_EXCEPTION_BYTES = 16 * 1024
+
+
+def new_exception_tag() -> str:
+    """A random tag for ``X-ClickHouse-Exception-Tag`` (16 alphanumerics, as ClickHouse sends)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(EXCEPTION_TAG_LENGTH))
+
+
+def exception_block(tag: str, message: bytes) -> bytes:
+    """An error written into a result whose headers (status 200) are already sent.
+
+    ClickHouse (25.11+) ends such a response with ``__exception__``, the tag of the response's
+    ``X-ClickHouse-Exception-Tag`` header, the ``Code: N. DB::Exception`` text, its length and the
+    tag again; clients (clickhouse-connect) look for exactly this to raise instead of returning
+    the rows read so far.
+    """
+    overhead = 2 * len(EXCEPTION_MARKER) + 2 * EXCEPTION_TAG_LENGTH + 19
+    text = message[: MAX_EXCEPTION_BYTES - overhead]
+    if not text.endswith(b"\n"):
+        text += b"\n"
+    mark, crlf, tag_bytes = EXCEPTION_MARKER, b"\r\n", tag.encode()
+    length = str(len(text)).encode()
+    return (
+        crlf
+        + mark
+        + crlf
+        + tag_bytes
+        + crlf
+        + text
+        + length
+        + b" "
+        + tag_bytes
+        + crlf
+        + mark
+        + crlf
+    )

@@ -7,16 +7,18 @@ streaming INSERT fed from the request body.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
 
 from chdb.state.sqlitelike import InsertResult, StreamingInserter
 
-from infra.clickhouse_server.engine import Engine, QueryOutcome
+from infra.clickhouse_server.access import PARSER_MAX_QUERY_SIZE, StatementPolicy
+from infra.clickhouse_server.engine import Engine, EngineConnection, QueryOutcome
 from infra.clickhouse_server.protocol import (
     AUTHENTICATION_FAILED,
     CANNOT_DECOMPRESS,
@@ -24,12 +26,15 @@ from infra.clickhouse_server.protocol import (
     READONLY,
     STREAMABLE_FORMATS,
     SYNTAX_ERROR,
+    ArrowStreamJoiner,
     BlockDecoder,
     ChainedCodec,
     ClickHouseError,
     Decoder,
     RequestParams,
+    check_single_statement,
     first_keyword,
+    leaves_connection_state,
     output_format,
     produces_result,
     request_decoder,
@@ -37,6 +42,7 @@ from infra.clickhouse_server.protocol import (
     strip_statement,
     truthy,
 )
+from infra.clickhouse_server.sessions import Sessions
 from infra.clickhouse_server.settings import ClickHouseUser
 
 # ClickHouse's max_query_size: the INSERT statement must start within this many bytes.
@@ -44,6 +50,9 @@ HEAD_BYTES = 256 * 1024
 INSERT_CHUNK_BYTES = 1 << 20
 # ClickHouse's http_response_buffer_size: results this small are answered in one piece.
 RESPONSE_BUFFER_BYTES = 1 << 20
+# ClickHouse sends each block of a result as soon as it is ready; a result still coming after
+# this long has its headers sent with what is held, and the rest follows as it comes.
+HOLD_BACK_SECONDS = 0.25
 _SELECT_KEYWORDS = frozenset({"SELECT", "WITH"})
 # readonly levels from least to most strict (ClickHouse: 2 still allows changing settings).
 _STRICTNESS = {0: 0, 2: 1, 1: 2}
@@ -150,10 +159,39 @@ class BodyReader:
 class QueryService:
     """Runs the SQL of HTTP requests on the engine, as ClickHouse's HTTP handler does."""
 
-    def __init__(self, engine: Engine, users: list[ClickHouseUser], max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        users: list[ClickHouseUser],
+        max_body_bytes: int,
+        sessions: Sessions | None = None,
+    ) -> None:
         self.engine = engine
         self.users = {user.name: user for user in users}
         self.max_body_bytes = max_body_bytes
+        self.policy = StatementPolicy(engine)
+        self.sessions = sessions or Sessions(engine)
+
+    def _connection(
+        self, user: str, level: int, params: RequestParams, sql: str | bytes
+    ) -> AbstractAsyncContextManager[EngineConnection]:
+        """Where the statement runs: its session's connection, or a pooled one."""
+        text = sql if isinstance(sql, str) else sql.decode("utf-8", errors="replace")
+        if params.reserved.get("session_id"):
+            return self.sessions.connection(user, level, params.reserved, text)
+        return self._sessionless(level, text)
+
+    @asynccontextmanager
+    async def _sessionless(self, level: int, sql: str) -> AsyncIterator[EngineConnection]:
+        async with self.engine.lease(level) as connection:
+            try:
+                yield connection
+            finally:
+                if leaves_connection_state(sql):
+                    # As in ClickHouse, a request without session_id has a session of its own:
+                    # what its statement left (a temporary table, a setting) ends with the
+                    # request; the connection is closed, never handed to the next request.
+                    connection.usable = False
 
     def authenticate(self, credentials: Credentials) -> ClickHouseUser:
         user = self.users.get(credentials.user)
@@ -234,8 +272,13 @@ class QueryService:
             head += chunk
         text = head.decode("latin-1")
         insert = split_insert(text)
-        if insert is not None:
+        if insert is not None and user.readonly:
+            raise ClickHouseError.build(READONLY, "Cannot execute INSERT in readonly mode")
+        # Query parameters inside inline data (VALUES ({id:UInt32})) need the whole statement.
+        inline = insert is not None and body_done and bool(params.query_params)
+        if insert is not None and not inline:
             return await self._insert(
+                user.name,
                 level,
                 database,
                 params,
@@ -245,51 +288,103 @@ class QueryService:
                 bytes(head[insert.data_offset :]),
                 None if body_done else reader,
             )
+        # A read-only user's body is only ever a statement: past what the policy's parser takes
+        # it is refused unread (a 1 MB gzip body expands to the 1 GiB body limit).
+        cap = PARSER_MAX_QUERY_SIZE if user.readonly else len(head) + self.max_body_bytes
         if not body_done:
             async for chunk in reader:
                 head += chunk
-        sql = strip_statement(head.decode("utf-8", errors="replace"))
+                if len(head) > cap:
+                    break
+        if len(head) > cap:
+            raise ClickHouseError.build(
+                QUERY_IS_TOO_LARGE,
+                f"Query is too large: a read-only user's query is at most {cap} bytes",
+            )
+        decoded = head.decode("utf-8", errors="replace")
+        sql = decoded.strip() if inline else strip_statement(decoded)  # data keeps its ';'
         if not sql:
             raise ClickHouseError.build(SYNTAX_ERROR, "Empty query")
+        if not inline:
+            check_single_statement(sql)
+        if user.readonly:
+            await self.policy.check(sql, database, params.query_params)
         fmt = (
             output_format(sql, self.engine.output_formats)
             or params.default_format
             or "TabSeparated"
         )
+        # The engine runs the text as sent: bytes that are not UTF-8 (binary literals, as
+        # clickhouse-connect sends bytes parameters) go as bytes. Read-only users' statements were
+        # judged on their decoded text above, so that is exactly what they run.
+        statement: str | bytes = sql
+        if not user.readonly and "\ufffd" in sql and not _is_utf8(head):
+            raw = bytes(head).strip()
+            statement = raw if inline else raw.rstrip(b";").rstrip()
         if (
-            not params.wait_end_of_query
+            not inline
+            and not params.wait_end_of_query
             and fmt in STREAMABLE_FORMATS
             and first_keyword(sql) in _SELECT_KEYWORDS
         ):
-            return await self._stream(level, database, params, query_id, sql, fmt)
-        async with self.engine.lease(level) as connection:
+            return await self._stream(user.name, level, database, params, query_id, statement, fmt)
+        async with self._connection(user.name, level, params, statement) as connection:
             await self.engine.run(connection.prepare, database, params.settings)
-            outcome = await self.engine.run(connection.query, sql, fmt, params.query_params)
-        result_format = fmt if outcome.data or produces_result(sql) else None
+            outcome = await self.engine.run(connection.query, statement, fmt, params.query_params)
+        result_format = fmt if outcome.data or (produces_result(sql) and not inline) else None
         return Reply(query_id, result_format, outcome.summary(), outcome.data)
 
     async def _stream(
-        self, level: int, database: str, params: RequestParams, query_id: str, sql: str, fmt: str
+        self,
+        user: str,
+        level: int,
+        database: str,
+        params: RequestParams,
+        query_id: str,
+        sql: str | bytes,
+        fmt: str,
     ) -> Reply:
-        """Stream a large result; like ClickHouse, hold the first ``HEAD_BYTES`` back so that
-        small results get complete headers (summary) and early errors a proper status."""
-        chunks = self._stream_chunks(level, database, params, sql, fmt)
+        """Stream a result; hold up to ``RESPONSE_BUFFER_BYTES`` back (for at most
+        ``HOLD_BACK_SECONDS`` once data came) so that small results get complete headers
+        (summary) and early errors a proper status, while slow results flow as they come."""
+        chunks = self._stream_chunks(user, level, database, params, sql, fmt)
         held = QueryOutcome(b"")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HOLD_BACK_SECONDS
+        pending: asyncio.Future[QueryOutcome | None] | None = None
         try:
             while len(held.data) < RESPONSE_BUFFER_BYTES:
-                chunk = await anext(chunks, None)
+                pending = asyncio.ensure_future(anext(chunks, None))
+                if held.data:
+                    await asyncio.wait({pending}, timeout=max(0.0, deadline - loop.time()))
+                    if not pending.done():
+                        break
+                chunk = await pending
+                pending = None
                 if chunk is None:
                     return Reply(query_id, fmt, held.summary(), held.data)
                 held = held.merge(chunk)
         except BaseException:
+            if pending is not None:
+                pending.cancel()
+                with suppress(BaseException):
+                    await pending
             await chunks.aclose()
             raise
-        return Reply(query_id, fmt, held.summary(), held.data, rest=_data_of(chunks))
+        return Reply(query_id, fmt, held.summary(), held.data, rest=_data_of(chunks, pending))
 
     async def _stream_chunks(
-        self, level: int, database: str, params: RequestParams, sql: str, fmt: str
+        self,
+        user: str,
+        level: int,
+        database: str,
+        params: RequestParams,
+        sql: str | bytes,
+        fmt: str,
     ) -> AsyncGenerator[QueryOutcome, None]:
-        async with self.engine.lease(level) as connection:
+        # Each engine chunk of ArrowStream is a whole Arrow stream: joined into one.
+        joiner = ArrowStreamJoiner() if fmt == "ArrowStream" else None
+        async with self._connection(user, level, params, sql) as connection:
             await self.engine.run(connection.prepare, database, params.settings)
             # A generator: the query is sent by the first ``next``, in the engine's pool.
             iterator = connection.stream(sql, fmt, params.query_params)
@@ -297,13 +392,18 @@ class QueryService:
                 while True:
                     chunk = await self.engine.run(next, iterator, None)
                     if chunk is None:
+                        if joiner is not None:
+                            yield QueryOutcome(joiner.finish())
                         return
+                    if joiner is not None:
+                        chunk.data = joiner.feed(chunk.data)
                     yield chunk
             finally:
                 await self.engine.run(iterator.close)
 
     async def _insert(
         self,
+        user: str,
         level: int,
         database: str,
         params: RequestParams,
@@ -315,7 +415,7 @@ class QueryService:
     ) -> Reply:
         statement_text = statement.encode("latin-1").decode("utf-8", errors="replace")
         run = self.engine.run
-        async with self.engine.lease(level) as connection:
+        async with self._connection(user, level, params, statement_text) as connection:
             await run(connection.prepare, database, params.settings)
             inserter = await run(connection.begin_insert, statement_text, fmt)
             try:
@@ -341,11 +441,32 @@ class QueryService:
         return Reply(query_id, None, outcome.summary(), b"")
 
 
-async def _data_of(chunks: AsyncGenerator[QueryOutcome, None]) -> AsyncGenerator[bytes, None]:
+def _is_utf8(data: bytes | bytearray) -> bool:
     try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def _data_of(
+    chunks: AsyncGenerator[QueryOutcome, None],
+    pending: asyncio.Future[QueryOutcome | None] | None = None,
+) -> AsyncGenerator[bytes, None]:
+    """The data of the chunks still to come (``pending``: the next one, already asked for)."""
+    try:
+        if pending is not None:
+            first = await pending
+            if first is None:
+                return
+            yield first.data
         async for chunk in chunks:
             yield chunk.data
     finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with suppress(BaseException):
+                await pending
         await chunks.aclose()
 
 

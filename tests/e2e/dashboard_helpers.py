@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+# Assertions wait up to 15 s (Playwright's default is 5 s): on a busy 2-core machine a page whose
+# data comes from ClickHouse or a training job is right, only late (seen in clean-clone runs).
+expect.set_options(timeout=15_000)
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"

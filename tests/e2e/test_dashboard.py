@@ -82,8 +82,10 @@ def train_iris(page: Page, model_name: str, shots: Screenshots) -> None:
 
 
 def export_api(page: Page, stack: Stack, shots: Screenshots) -> tuple[str, str, str]:
-    """Clicks the export button; returns (api id, API URL, key) as the modal shows them."""
+    """Clicks the export button and submits the form as prefilled; returns (api id, API URL, key)
+    as the modal shows them."""
     tid(page, "export-button").click()
+    tid(page, "export-submit").click()
     modal = tid(page, "export-modal")
     expect(modal).to_be_visible(timeout=UI_TIMEOUT_MS)
     expect(tid(page, "key-warning")).to_be_visible()
@@ -111,6 +113,12 @@ def test_user_trains_exports_calls_monitors_deactivates_and_deletes_an_api_in_th
         context.set_default_timeout(UI_TIMEOUT_MS)
         page = context.new_page()
         shots = Screenshots(page)
+        # The whole journey runs under the dashboard's Content-Security-Policy (issue 9).
+        csp_reports: list[str] = []
+        page.on(
+            "console",
+            lambda m: csp_reports.append(m.text) if "Content Security Policy" in m.text else None,
+        )
         try:
             log_in(page, base, stack.admin_username, stack.admin_password, shots)
             train_iris(page, model_name, shots)
@@ -238,6 +246,7 @@ def test_user_trains_exports_calls_monitors_deactivates_and_deletes_an_api_in_th
             expect(tid(page, "nav-models")).to_have_text("Models")
             page.reload()
             expect(tid(page, "nav-models")).to_have_text("Models")
+            assert csp_reports == [], csp_reports
         finally:
             with capsys.disabled():
                 print(f"\ndashboard screenshots ({len(shots.saved)}): {SCREENSHOTS}")

@@ -224,7 +224,7 @@ async def test_lifecycle_changes_reach_ingress(user: Client) -> None:
     senders = [asyncio.create_task(traffic()) for _ in range(4)]
     await asyncio.sleep(0.5)
     deployed = await user.call("POST", f"/api/exports/{api_id}/deploy", json={"version": 2})
-    assert deployed["model_version"] == 2 and deployed["model_version_id"] == v2
+    assert deployed["version_number"] == 2 and deployed["model_version_id"] == v2
 
     async def switched() -> bool:
         return len(versions) > 0 and versions[-1] == v2
@@ -249,10 +249,11 @@ async def run_demo(stack: Stack, *args: str) -> dict[str, Any]:
         "MODELGATE_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
         "MODELGATE_MANAGEMENT_PORT": stack.management_url.rsplit(":", 1)[1],
         "MODELGATE_NAMESPACE": stack.namespace,
+        "MODELGATE_STACK_DATA_DIR": str(stack.data_dir),  # where it keeps the demo's secrets
     }
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "infra.cli", "demo", "--json", *args],
+        [sys.executable, "-m", "modelgate.cli", "demo", "--json", *args],
         capture_output=True,
         text=True,
         timeout=180,
@@ -262,9 +263,11 @@ async def run_demo(stack: Stack, *args: str) -> dict[str, Any]:
     return dict(json.loads(result.stdout))
 
 
-async def test_demo_prints_what_works_and_rotates_key_and_password_when_run_again(
+async def test_demo_prints_what_works_keeps_key_and_password_and_rotates_them_on_reset(
     stack: Stack,
 ) -> None:
+    """Run again, the demo keeps its key and password (browsers stay logged in, kept in 0600
+    files of the data dir); ``--reset`` makes new ones and the old ones stop working."""
     first = await run_demo(stack, "--rate-limit", "1000")
     assert set(first) >= {
         "dashboard_url",
@@ -281,7 +284,14 @@ async def test_demo_prints_what_works_and_rotates_key_and_password_when_run_agai
     )
     assert "prediction" in json.loads(result.stdout), result.stdout
 
-    second = await run_demo(stack)
+    kept = await run_demo(stack)
+    assert kept["api_id"] == first["api_id"] and kept["verified"] is True
+    assert (kept["api_key"], kept["password"]) == (first["api_key"], first["password"])
+    for name in ("demo-password", "demo-api-key"):
+        assert (stack.data_dir / name).stat().st_mode & 0o777 == 0o600
+    assert (stack.data_dir / "demo-api-key").read_text().strip() == first["api_key"]
+
+    second = await run_demo(stack, "--reset")
     assert second["api_id"] == first["api_id"] and second["verified"] is True
     assert second["api_key"] != first["api_key"] and second["password"] != first["password"]
     async with aiohttp.ClientSession() as session:

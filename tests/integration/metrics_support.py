@@ -19,11 +19,10 @@ import aio_pika
 from aio_pika.abc import AbstractExchange
 
 from infra.clickhouse import create_async_client
-from infra.migrate import apply_migrations
 from infra.topology import REQUEST_EVENTS_KEY
 from metrics_consumer.decoding import event_columns
 from metrics_consumer.store import EventStore
-from schemas.messages import RequestEvent, RequestEventBatch, dump
+from schemas.messages import EVENT_COLUMN_OF, RequestEvent, RequestEventBatch, encode
 from tests.services import free_port
 
 STATUSES = [200] * 90 + [400] * 4 + [404, 429, 429] + [500, 503, 504]
@@ -48,7 +47,7 @@ def make_events(
                 event_id=uuid.UUID(int=rng.getrandbits(128), version=4).hex,
                 ts=start + timedelta(seconds=span_s * i / max(1, count)),
                 api_id=api_ids[i % len(api_ids)],
-                model_version="m-1",
+                version_key="m-1",
                 status_code=rng.choice(STATUSES),
                 total_ms=total,
                 inference_ms=total * 0.6,
@@ -60,6 +59,17 @@ def make_events(
             )
         )
     return events
+
+
+_FIELD_OF_COLUMN = {column: name for name, column in EVENT_COLUMN_OF.items()}
+
+
+def event_values(event: RequestEvent, columns: Sequence[str], batch_id: str = "b") -> list[Any]:
+    """One event's values for some ``request_events`` columns, by column name."""
+    return [
+        batch_id if column == "batch_id" else getattr(event, _FIELD_OF_COLUMN[column])
+        for column in columns
+    ]
 
 
 def batches_of(events: Sequence[RequestEvent], size: int = 500) -> list[RequestEventBatch]:
@@ -78,7 +88,7 @@ async def publish(exchange: AbstractExchange, batches: Sequence[RequestEventBatc
             *(
                 exchange.publish(
                     aio_pika.Message(
-                        dump(batch),
+                        encode(batch),
                         message_id=batch.batch_id,
                         content_type="application/json",
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -88,14 +98,6 @@ async def publish(exchange: AbstractExchange, batches: Sequence[RequestEventBatc
                 for batch in batches[start : start + 50]
             )
         )
-
-
-async def migrate(url: str, database: str) -> None:
-    client = await create_async_client(url)
-    try:
-        await apply_migrations(client, database, params={"raw_ttl_days": "30"})
-    finally:
-        await client.close()
 
 
 async def store_events(client: Any, database: str, events: Sequence[RequestEvent]) -> None:
@@ -138,7 +140,7 @@ async def wait_for_count(
 
 
 class ConsumerProcess:
-    """``python -m infra.cli metrics-consumer`` as a real subprocess, with its log kept."""
+    """``python -m modelgate.cli metrics-consumer`` as a real subprocess, with its log kept."""
 
     def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
         self.env = {**os.environ, **env}
@@ -153,7 +155,7 @@ class ConsumerProcess:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "metrics-consumer"],
+            [sys.executable, "-m", "modelgate.cli", "metrics-consumer"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,

@@ -46,11 +46,19 @@ def _http(
     headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
 ):
-    """One raw HTTP request (for what clients hide: statuses and headers)."""
+    """One raw HTTP request (for what clients hide: statuses and headers), as the URL's user
+    unless the headers name one."""
+    parts = urllib.parse.urlsplit(url)
+    credentials = {
+        "X-ClickHouse-User": urllib.parse.unquote(parts.username or "default"),
+        "X-ClickHouse-Key": urllib.parse.unquote(parts.password or ""),
+    }
+    if headers and "X-ClickHouse-User" in headers:
+        credentials = {}
     request = urllib.request.Request(
         _plain(url) + "?" + urllib.parse.urlencode({"query": query, **(params or {})}),
         data=body or None,
-        headers=headers or {},
+        headers={**credentials, **(headers or {})},
         method="POST" if body else "GET",
     )
     try:

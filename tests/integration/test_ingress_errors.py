@@ -237,9 +237,34 @@ async def test_cors_preflight_health_and_metrics(
             assert r.status == 401
             assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
         async with http.get(f"{ingress.url}/health") as r:
-            assert await r.json() == {"status": "ok"}
+            health = await r.json()
+            assert health["status"] == "ok" and health["service"] == "ingress"
+            assert health["instance_id"].startswith("ingress-test-")  # its ingress_id
         async with http.get(f"{ingress.url}/metrics") as r:
             text = await r.text()
-            assert 'ingress_requests_total{api_id="iris",status="401"} 1.0' in text
+            assert 'ingress_requests_total{api_id="iris",status="401",version="1"} 1.0' in text
             assert "ingress_event_buffer_depth" in text
             assert "ingress_request_duration_seconds_bucket" in text
+
+
+async def test_ready_waits_for_a_consuming_predictor_by_default(
+    world: PredictionWorld, start_ingress: Any, start_worker: Any
+) -> None:
+    """/ready is 503 while the registry is loaded but no predictor consumes, 200 once one does."""
+    ingress = await start_ingress(wait_ready=False, ingress_ready_requires_predictor=True)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):  # the registry snapshot arrives; still no predictor
+            async with http.get(f"{ingress.url}/ready") as response:
+                body = await response.json()
+            if body.get("details", {}).get("registry"):
+                break
+            await asyncio.sleep(0.05)
+        assert response.status == 503
+        assert body["error"]["code"] == "SERVICE_UNAVAILABLE"
+        assert body["error"]["details"]["predictors_online"] is False
+        assert body["error"]["details"]["registry"] is True
+
+        await start_worker()
+        await wait_until_ready(ingress.url)
+        async with http.get(f"{ingress.url}/ready") as response:
+            assert (await response.json())["predictors_online"] is True

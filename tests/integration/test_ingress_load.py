@@ -57,7 +57,10 @@ async def test_300_concurrent_requests_on_two_models_are_correct_in_fewer_messag
     world: PredictionWorld, start_ingress: Any, start_worker: Any, topology: Any
 ) -> None:
     await start_worker()
-    ingress = await start_ingress()
+    # All 300 at once on one predictor sharing this loop: by design a burst that load shedding
+    # may refuse in part on a busy machine (tests/integration/test_ingress_overload.py); here
+    # every request must be answered, so only the hard cap of waiting rows applies.
+    ingress = await start_ingress(ingress_max_queue_delay_ms=0)
     plan = request_plan(300)
     connector = aiohttp.TCPConnector(limit=300)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -130,5 +133,6 @@ async def test_a_predictor_killed_under_load_leaves_no_request_hanging(
             got = body["prediction"]
             assert got == expected if api_id == "iris" else abs(got - expected) < 1e-6
         else:
-            assert body["error"]["code"] in {"TIMEOUT", "SERVICE_UNAVAILABLE"}
+            # OVERLOADED: half the predictors gone, what waits may be shed rather than time out.
+            assert body["error"]["code"] in {"TIMEOUT", "SERVICE_UNAVAILABLE", "OVERLOADED"}
             assert elapsed < timeout_s + 1.0

@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 
 from infra.topology import Topology
 from schemas import ApiChanged, RegistrySnapshot, RegistrySnapshotRequest
-from schemas.messages import dump
+from schemas.messages import encode
 from tests.management_support import Api, api, clickhouse_db  # noqa: F401
 
 
@@ -43,7 +43,7 @@ async def snapshot(amqp: AbstractRobustConnection, names: Topology) -> RegistryS
     correlation_id = uuid.uuid4().hex
     await channel.default_exchange.publish(
         aio_pika.Message(
-            dump(RegistrySnapshotRequest(requester="test")),
+            encode(RegistrySnapshotRequest(requester="test")),
             reply_to=replies.name,
             correlation_id=correlation_id,
         ),
@@ -78,7 +78,7 @@ async def test_every_export_change_is_announced_and_the_snapshot_follows(
     assert change.api.key_hash == hashlib.sha256(key.encode()).hexdigest()
     assert change.api.classes == ["setosa", "versicolor", "virginica"]
     assert len(change.api.features) == 4 and change.api.task == "classification"
-    assert change.api.rate_limit_per_minute == 30 and change.api.model_version_number == 1
+    assert change.api.rate_limit_per_minute == 30 and change.api.version_number == 1
 
     records = {r.api_id: r for r in (await snapshot(amqp, topology_names)).apis}
     assert records[api_id].key_hash == change.api.key_hash
@@ -117,10 +117,10 @@ async def test_every_export_change_is_announced_and_the_snapshot_follows(
     status, body = await api.call(
         "POST", f"/api/exports/{api_id}/deploy", owner, json={"version": 2}
     )
-    assert status == 200 and body["model_version"] == 2
+    assert status == 200 and body["version_number"] == 2 and "model_version" not in body
     change = await next_change(queue)
     assert change.kind == "deployed" and change.api is not None
-    assert change.api.model_version == second_version_id(
+    assert change.api.version_key == second_version_id(
         await api.call("GET", f"/api/models/{first['model_id']}", owner)
     )
     status, body = await api.call(

@@ -101,7 +101,8 @@ async def test_monitoring_routes_show_inserted_requests_and_alerts(api: Api) -> 
     status, resources = await api.call(
         "GET", f"/api/monitoring/apis/{api_id}/resources?range=24h", owner
     )
-    assert status == 200 and resources["peak_memory_mb"] >= 180
+    # No predictor sampled the model: it takes no memory (not the events' worker RSS, issue 12).
+    assert status == 200 and resources["peak_memory_mb"] == 0.0 and resources["cpu"]
 
     status, alerts = await api.call("GET", f"/api/monitoring/apis/{api_id}/alerts", owner)
     assert status == 200

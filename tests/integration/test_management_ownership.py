@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from management_api.views import ROUTES
+from management_api.routes import ROUTES
 from tests.management_support import Api, api, clickhouse_db  # noqa: F401
 
 BODIES = {
@@ -14,6 +14,9 @@ BODIES = {
     "set_export_status": {"status": "inactive"},
     "deploy_version": {"version": 1},
     "update_user": {"role": "admin"},
+    "silence_alert": {"duration_s": 60},
+    "put_alert_rules": {"rules": []},
+    "update_webhook": {"url": "https://example.org/elsewhere"},
 }
 
 
@@ -30,11 +33,19 @@ async def test_user_b_gets_404_for_user_a_objects_on_every_route(api: Api) -> No
     job = await api.train_builtin(alice, "alice-iris")
     created = await api.export(alice, job["model_id"])
     _, alice_user = await api.call("GET", "/api/users/me", alice)
+    _, alice_rules = await api.call(
+        "GET", f"/api/exports/{created['api']['id']}/alert-rules", alice
+    )
+    _, hook = await api.call(
+        "POST", "/api/webhooks", alice, json={"name": "ops", "url": "https://example.com/hook"}
+    )
     ids = {
         "model": job["model_id"],
         "api": created["api"]["id"],
         "job": job["id"],
         "user": alice_user["id"],
+        "alert_rule": alice_rules["items"][0]["id"],
+        "webhook": hook["id"],
     }
 
     failures = []

@@ -12,13 +12,14 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from infra.model_store import ModelStore
 from management_api.accounts import Accounts
 from management_api.catalog import Catalog
+from management_api.datasets import load_dataset
 from management_api.db import create_engine, migrate, session_factory
 from management_api.exports import ApiFilter, Exports
+from management_api.fitting import train
 from management_api.security import TokenIssuer
-from management_api.training import load_dataset, train
-from predictor.model_store import ModelStore
 from schemas import ApiChanged
 from schemas.resources import AlertThresholds, ApiCreate, ApiUpdate, Role, UserCreate
 
@@ -87,7 +88,7 @@ async def test_metadata_layer_on_postgresql(postgres_url: str, tmp_path: Path) -
         await exports.update(who, created.api.id, ApiUpdate(rate_limit_per_minute=7))
         await exports.deploy(who, created.api.id, 2)
         [record] = await exports.records()
-        assert record.model_version == v2.id and record.rate_limit_per_minute == 7
+        assert record.version_key == v2.id and record.rate_limit_per_minute == 7
         assert [c.kind for c in changes] == ["created", "updated", "deployed"]
         assert [a.name for a in await exports.search(who, ApiFilter(q="IRIS"))] == ["iris"]
     finally:

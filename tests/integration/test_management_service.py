@@ -70,11 +70,15 @@ async def test_dashboard_spa_fallback_assets_docs_and_json_errors(
         document = await r.json()
         assert "/api/exports/{id}/docs" in document["paths"]
         r = await client.get("/health")
-        assert r.status == 200 and (await r.json()) == {
+        health = await r.json()
+        assert r.status == 200 and health == {
             "status": "ok",
             "database": True,
             "broker": True,
+            "service": "management-api",
+            "instance_id": health["instance_id"],
         }
+        assert health["instance_id"].startswith("management-api-")
     finally:
         await client.close()
 

@@ -10,7 +10,8 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from infra.clickhouse import create_async_client
-from tests.integration.metrics_support import make_events, migrate, store_events
+from infra.migrate import migrate_database
+from tests.integration.metrics_support import make_events, store_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -18,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 async def test_read_only_analyst_queries_views_and_cannot_write(
     clickhouse_server: str, ch_database: str
 ) -> None:
-    await migrate(clickhouse_server, ch_database)
+    await migrate_database(clickhouse_server, ch_database)
     writer = await create_async_client(clickhouse_server)
     events = make_events(1_000, ["an"], start=datetime.now(UTC) - timedelta(hours=1))
     await store_events(writer, ch_database, events)

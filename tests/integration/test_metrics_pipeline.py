@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from infra.clickhouse import create_async_client
+from infra.migrate import migrate_database
 from infra.topology import DeclaredTopology
 from metrics_consumer.decoding import event_columns
 from metrics_consumer.store import EventStore
@@ -19,7 +20,6 @@ from tests.integration.metrics_support import (
     consumer_env,
     counts,
     make_events,
-    migrate,
     publish,
     wait_for_count,
 )
@@ -35,7 +35,7 @@ async def test_200k_events_published_in_batches_are_stored_exactly_once(
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    await migrate(clickhouse_server, ch_database)
+    await migrate_database(clickhouse_server, ch_database)
     events = make_events(200_000, [f"api-{i}" for i in range(5)], span_s=600)
     batches = batches_of(events, 500)
     consumer = ConsumerProcess(tmp_path, consumer_env(namespace, clickhouse_server, ch_database))
@@ -72,7 +72,7 @@ async def test_consumer_killed_mid_stream_and_restarted_stores_every_event_once(
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    await migrate(clickhouse_server, ch_database)
+    await migrate_database(clickhouse_server, ch_database)
     events = make_events(120_000, ["api-a", "api-b"], span_s=300, seed=11)
     await publish(topology.events, batches_of(events, 500))
     env = consumer_env(namespace, clickhouse_server, ch_database, consumer_batch_rows=5_000)
@@ -110,7 +110,7 @@ async def test_clickhouse_down_for_10s_mid_stream_loses_and_doubles_nothing(
         tmp_path, consumer_env(namespace, server.url, database, consumer_retry_max_s=1)
     )
     try:
-        await migrate(server.url, database)
+        await migrate_database(server.url, database)
         events = make_events(60_000, ["api-x"], span_s=120, seed=5)
         batches = batches_of(events, 500)
         consumer.start()
@@ -141,7 +141,7 @@ async def test_malformed_message_is_dead_lettered_with_reason_and_stream_goes_on
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    await migrate(clickhouse_server, ch_database)
+    await migrate_database(clickhouse_server, ch_database)
     consumer = ConsumerProcess(tmp_path, consumer_env(namespace, clickhouse_server, ch_database))
     consumer.start()
     try:
@@ -150,7 +150,8 @@ async def test_malformed_message_is_dead_lettered_with_reason_and_stream_goes_on
         await publish(topology.events, before)
         await topology.events.publish(
             aio_pika.Message(
-                b'{"batch_id": "bad", "ingress_id": "i", "events": [{"ts": "yesterday"}]}',
+                b'{"batch_id": "bad", "ingress_id": "i", "events": [{"ts": "2026-01-01T00:00:00Z",'
+                b' "api_id": "a", "status_code": 200}]}',
                 message_id="bad-batch",
             ),
             routing_key="request.batch",
@@ -174,7 +175,7 @@ async def test_malformed_message_is_dead_lettered_with_reason_and_stream_goes_on
             dead[message.message_id] = message
         assert set(dead) == {"bad-batch", "garbage"}
         reason = str(dead["bad-batch"].headers["x-modelgate-dead-reason"])
-        assert "events.0" in reason and "event_id" in reason
+        assert "events.0.event_id: field required" in reason
         assert dead["garbage"].body == b"\x00not json"
         assert "invalid" in str(dead["garbage"].headers["x-modelgate-dead-reason"]).lower()
     finally:
@@ -190,7 +191,7 @@ async def test_batches_already_stored_by_a_previous_process_are_not_stored_again
 ) -> None:
     """The state a crash between insert and ack leaves: rows stored, messages back in the queue.
     A fresh consumer finds them by batch id and stores only what is missing."""
-    await migrate(clickhouse_server, ch_database)
+    await migrate_database(clickhouse_server, ch_database)
     events = make_events(20_000, ["api-r"], seed=13)
     batches = batches_of(events, 500)
     client = await create_async_client(clickhouse_server)

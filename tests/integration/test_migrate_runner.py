@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.clickhouse import create_async_client
-from infra.migrate import MigrationError, apply_migrations
+from infra.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations, migrate_database
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +118,20 @@ async def test_a_failing_statement_names_its_file_and_is_not_recorded(
     with pytest.raises(MigrationError, match=r"0001_broken\.sql"):
         await apply_migrations(client, db, directory=tmp_path)
     assert (await client.query(f"SELECT count() FROM {db}.schema_migrations")).result_rows == [(0,)]
+
+
+async def test_migrate_database_applies_the_product_migrations_once_with_its_ttl(
+    fresh_database, clickhouse_server: str
+) -> None:
+    """The one open-apply-close helper (``modelgate migrate``, the tests' ClickHouse fixtures and
+    the benches all use it): every product migration on a new database, the raw TTL it is given in
+    the table, and nothing applied the second time."""
+    client, db = fresh_database
+
+    applied = await migrate_database(clickhouse_server, db, raw_ttl_days=11)
+    again = await migrate_database(clickhouse_server, db, raw_ttl_days=11)
+
+    assert applied == sorted(p.name for p in MIGRATIONS_DIR.glob("*.sql"))
+    assert again == []
+    result = await client.query(f"SHOW CREATE TABLE {db}.request_events")
+    assert "toIntervalDay(11)" in result.result_rows[0][0]

@@ -17,7 +17,8 @@ from tests.prediction_fixtures import IRIS_ROW, PredictionWorld
 async def test_worker_publishes_samples_with_its_loaded_models(
     world: PredictionWorld, start_ingress: Any, start_worker: Any, topology: Any
 ) -> None:
-    worker = await start_worker(predictor_sample_interval_s=0.3)
+    # No preloading: the sample must list exactly what the request below loaded.
+    worker = await start_worker(predictor_sample_interval_s=0.3, predictor_preload=False)
     ingress = await start_ingress()
     async with aiohttp.ClientSession() as http:
         async with http.post(

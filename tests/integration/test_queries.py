@@ -10,18 +10,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from infra.clickhouse import create_async_client
+from infra.migrate import migrate_database
 from management_api.queries import MonitoringQueries
 from metrics_consumer.decoding import sample_columns
 from metrics_consumer.store import EventStore
 from schemas.messages import WorkerSample
-from tests.integration.metrics_support import make_events, migrate, store_events
+from tests.integration.metrics_support import make_events, store_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
 async def client(clickhouse_server: str, ch_database: str) -> AsyncIterator[object]:
-    await migrate(clickhouse_server, ch_database)
+    await migrate_database(clickhouse_server, ch_database)
     client = await create_async_client(clickhouse_server)
     yield client
     await client.close()
@@ -144,6 +145,7 @@ async def test_summaries_history_slowest_and_resources(client, ch_database: str)
                     cpu_percent=40,
                     rss_mb=300,
                     loaded_models=["m-1"],
+                    model_memory_mb={"m-1": 12.5},
                     ts=now - timedelta(seconds=30),
                 ),
                 WorkerSample(
@@ -151,6 +153,7 @@ async def test_summaries_history_slowest_and_resources(client, ch_database: str)
                     cpu_percent=90,
                     rss_mb=420,
                     loaded_models=["m-1"],
+                    model_memory_mb={"m-1": 20.0},
                     ts=now - timedelta(minutes=20),
                 ),
                 WorkerSample(
@@ -197,11 +200,12 @@ async def test_summaries_history_slowest_and_resources(client, ch_database: str)
     assert len(resources.cpu) == 1440 and len(resources.memory) == 1440
     assert [w.worker_id for w in resources.workers] == ["w1"]
     assert resources.workers[0].rss_mb == 300 and resources.workers[0].cpu_percent == 40
-    assert resources.memory_mb == 300 and resources.peak_memory_mb == 420
+    # Memory is the model's (per-model samples), not the worker's RSS (issue 12).
+    assert resources.memory_mb == 12.5 and resources.peak_memory_mb == 20.0
     assert resources.peak_cpu_percent > 0
     stats = await queries.api_stats("s1", "24h", ["m-1"])  # the same figures without the series
     assert (stats.cpu_percent, stats.peak_cpu_percent) == pytest.approx(
-        (resources.cpu_percent, resources.peak_cpu_percent)
+        (resources.cpu_percent, resources.peak_cpu_percent), rel=1e-3
     )
-    assert (stats.memory_mb, stats.peak_memory_mb) == (300, 420)
+    assert (stats.memory_mb, stats.peak_memory_mb) == (12.5, 20.0)
     assert len(stats.slowest) == 10 and stats.requests_in_range == len(s1)

@@ -14,7 +14,7 @@ def test_up_without_rabbitmq_exits_with_the_fix() -> None:
     port = free_port()
     env = {**os.environ, "MODELGATE_RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:{port}/"}
     result = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "up"],
+        [sys.executable, "-m", "modelgate.cli", "up"],
         env=env,
         capture_output=True,
         text=True,

@@ -17,6 +17,7 @@ from ingress.ratelimit import RateLimiter
 from ingress.registry import Registry
 from ingress.validation import FeatureValidator, InvalidInput
 from schemas import ApiChanged, ApiChangeKind, ApiRecord, FeatureSpec, FeatureType, Task
+from schemas.messages import RequestEvent, RowResult, utc_from_epoch
 
 FEATURES = [
     FeatureSpec(name="x", type=FeatureType.NUMBER),
@@ -77,7 +78,7 @@ def record(api_id: str, key: str, **kw: Any) -> ApiRecord:
         name=api_id,
         key_hash=hashlib.sha256(key.encode()).hexdigest(),
         key_prefix=key[:4],
-        model_version="v1",
+        version_key="v1",
         task=Task.REGRESSION,
         features=FEATURES,
         **kw,
@@ -125,13 +126,26 @@ class FakeTransport:
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.callbacks: dict[str, Any] = {}
+        self.errors: dict[str, Any] = {}
 
-    async def send(self, batch_id: str, body: bytes, expiration_s: float) -> None:
+    async def send(
+        self, batch_id: str, body: bytes, expiration_s: float, headers: dict[str, str]
+    ) -> None:
         self.sent.append(orjson.loads(body))
+        self.headers.append(headers)
 
-    def expect(self, batch_id: str, callback: Any) -> None:
+    def expect(self, batch_id: str, callback: Any, on_error: Any) -> None:
         self.callbacks[batch_id] = callback
+        self.errors[batch_id] = on_error
+
+    def close(self) -> None:
+        """The channel closed: fail every pending batch (as ``infra.amqp.RpcClient`` does)."""
+        errors, self.errors = self.errors, {}
+        self.callbacks.clear()
+        for fail in errors.values():
+            fail(ConnectionError("channel closed"))
 
     def forget(self, batch_id: str) -> None:
         self.callbacks.pop(batch_id, None)
@@ -154,11 +168,11 @@ async def test_batcher_sends_one_message_for_many_requests_and_splits_the_reply(
     transport.answer(0)
     answers = [await f for f in futures]
     assert [a.results for a in answers[:3]] == [
-        [{"prediction": 0}],
-        [{"prediction": 10}],
-        [{"prediction": 20}],
+        [RowResult(prediction=0)],
+        [RowResult(prediction=10)],
+        [RowResult(prediction=20)],
     ]
-    assert answers[3].results == [{"prediction": 70}, {"prediction": 80}]
+    assert answers[3].results == [RowResult(prediction=70), RowResult(prediction=80)]
     assert answers[3].batch_rows == 5
 
 
@@ -175,6 +189,20 @@ async def test_batcher_flushes_full_batches_at_once_and_times_out_with_504() -> 
     assert info.value.status == 504
     with pytest.raises(IngressError):
         await second
+
+
+async def test_a_sent_batch_fails_with_503_the_moment_its_channel_closes() -> None:
+    """Before: a batch in flight when the broker dropped waited out its deadline (504)."""
+    transport = FakeTransport()
+    batcher = MicroBatcher(max_rows=1, max_wait_s=0.001, timeout_s=60.0)
+    batcher.attach(transport.send, transport.expect, transport.forget)
+    future = batcher.submit("v1", ["x"], False, [[1]])
+    await asyncio.sleep(0)
+    assert len(transport.sent) == 1
+    transport.close()
+    with pytest.raises(IngressError) as info:
+        await asyncio.wait_for(future, 1.0)
+    assert info.value.status == 503 and batcher.waiting == 0
 
 
 async def test_batcher_answers_503_at_once_when_no_predictor_consumes() -> None:
@@ -201,11 +229,12 @@ async def test_batches_grow_while_the_in_flight_limit_is_reached() -> None:
     await asyncio.sleep(0)
     assert len(transport.sent) == 2 and len(transport.sent[1]["rows"]) == 5
     transport.answer(1)
-    assert [(await f).results[0]["prediction"] for f in later] == [0, 10, 20, 30, 40]
+    assert [(await f).results[0].prediction for f in later] == [0, 10, 20, 30, 40]
 
 
-def event(i: int) -> dict[str, Any]:
-    return {"event_id": f"e{i}", "ts": 1_700_000_000.0 + i, "api_id": "a", "status_code": 200}
+def event(i: int) -> RequestEvent:
+    ts = utc_from_epoch(1_700_000_000.0 + i)
+    return RequestEvent(event_id=f"e{i}", ts=ts, api_id="a", status_code=200)
 
 
 async def test_events_wait_while_the_broker_is_away_and_retry_with_the_same_batch_id() -> None:

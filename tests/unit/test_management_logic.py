@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
+from management_api.algorithms import resolve_params
 from management_api.apidocs import build_docs
+from management_api.datasets import TrainingError, infer_features, infer_task
 from management_api.db import ModelVersion
 from management_api.monitoring import compute_alerts, sort_apis
 from management_api.security import generate_api_key, hash_api_key
-from management_api.training import TrainingError, infer_features, infer_task, resolve_params
 from schemas import ApiStatus, FeatureType, Task
 from schemas.monitoring import ApiStats, ApiSummary
 from schemas.resources import AlertThresholds, ApiPublic
@@ -69,7 +70,7 @@ def api_public(**stats: object) -> ApiPublic:
         name="n",
         model_id="m",
         model_name="m",
-        model_version=1,
+        version_number=1,
         model_version_id="v",
         task=Task.CLASSIFICATION,
         status=ApiStatus.ACTIVE,

@@ -8,7 +8,7 @@ from openapi_spec_validator import validate
 
 from management_api.app import create_app
 from management_api.openapi import build_openapi, openapi_path
-from management_api.views import ROUTES
+from management_api.routes import ROUTES
 from tests.management_support import management_settings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from metrics_consumer.decoding import EVENT_COLUMNS, event_rows
+from metrics_consumer.decoding import EVENT_COLUMNS, SAMPLE_COLUMNS, event_rows
 from metrics_consumer.metrics import ConsumerMetrics
 from metrics_consumer.writer import BatchWriter, Pending, RecentBatches
 from schemas.messages import RequestEvent, WorkerSample
@@ -41,7 +41,8 @@ class MemoryStore:
             raise ConnectionError("connection reset after the insert was committed")
 
     async def insert_samples(self, columns: list[list[Any]]) -> None:
-        self.samples += list(zip(columns[1], columns[0], strict=True))
+        named = dict(zip(SAMPLE_COLUMNS, columns, strict=True))
+        self.samples += list(zip(named["worker_id"], named["ts"], strict=True))
 
 
 def pending(batch_id: str, ids: list[str], redelivered: bool = False) -> Pending:

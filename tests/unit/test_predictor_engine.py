@@ -11,8 +11,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from infra.model_store import ModelStore
 from predictor.engine import BatchPredictor, ModelCache
-from predictor.model_store import ModelStore
 
 
 def store_with_models(root: Path) -> ModelStore:
@@ -34,8 +34,8 @@ def test_classifier_batch_gives_labels_and_probabilities_per_row(tmp_path: Path)
     predictor = BatchPredictor(ModelCache(store_with_models(tmp_path), 2))
     outcome = predictor.run("clf", ["x", "c"], [[0.0, "a"], [3.0, "b"]], True)
     assert outcome.error_code is None and outcome.row_errors == 0
-    assert [r["prediction"] for r in outcome.results] == ["n", "y"]
-    assert set(outcome.results[0]["probabilities"]) == {"n", "y"}
+    assert [r.prediction for r in outcome.results] == ["n", "y"]
+    assert set(outcome.results[0].probabilities or {}) == {"n", "y"}
     assert outcome.cpu_ms > 0 and outcome.inference_ms > 0
 
 
@@ -43,10 +43,10 @@ def test_a_failing_row_gets_its_own_error_and_the_others_their_predictions(tmp_p
     predictor = BatchPredictor(ModelCache(store_with_models(tmp_path), 2))
     outcome = predictor.run("reg", ["x", "c"], [[1.0, "a"], [1.0, "zzz"], [2.0, "b"]], False)
     assert outcome.row_errors == 1
-    assert outcome.results[1]["error_code"] == "PREDICTION_FAILED"
-    assert "zzz" in outcome.results[1]["error_message"]
-    assert isinstance(outcome.results[0]["prediction"], float)
-    assert np.isclose(outcome.results[2]["prediction"], 2.0, atol=0.5)
+    assert outcome.results[1].error_code == "PREDICTION_FAILED"
+    assert "zzz" in (outcome.results[1].error_message or "")
+    assert isinstance(outcome.results[0].prediction, float)
+    assert np.isclose(outcome.results[2].prediction, 2.0, atol=0.5)
 
 
 def test_an_unknown_version_fails_the_batch_as_model_unavailable(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import type { TranslationKey } from '../i18n'
 import { CodeBlock } from './CodeBlock'
 import { CopyButton } from './CopyButton'
 import { ErrorState, Skeleton } from './Feedback'
+import { TryItPanel } from './TryItPanel'
 
 const ERROR_TEXT: Record<string, TranslationKey> = {
   INVALID_INPUT: 'docs.err400',
@@ -92,6 +93,9 @@ export function APIDocumentation({ apiId, keyPrefix }: { apiId: string; keyPrefi
           </p>
         )}
       </section>
+
+      {/* Rebuilt when a deploy changes the features. */}
+      <TryItPanel docs={d} key={`${d.endpoint_url} ${JSON.stringify(d.features)}`} />
 
       <section className="panel">
         <h2 className="h-small">{t('docs.examples')}</h2>

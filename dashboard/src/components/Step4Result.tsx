@@ -1,10 +1,10 @@
-// The trained version's result: metrics, details, and the "Exporter sous forme API" button.
-import { useState } from 'react'
+// The trained version's result: metrics, details, and the "Exporter sous forme API" button (opens the export form).
+import { useRef, useState } from 'react'
 import { api } from '../api'
 import { fmtDate, fmtNum } from '../format'
 import { useAsync } from '../hooks'
 import { useI18n } from '../i18n'
-import type { ExportResponse, Model, ModelVersion } from '../types'
+import type { Model, ModelVersion } from '../types'
 import { ExportAPIModal } from './ExportAPIModal'
 import { StatCard } from './Feedback'
 
@@ -12,9 +12,9 @@ const METRIC_ORDER = ['accuracy', 'f1', 'roc_auc', 'r2', 'mae', 'rmse']
 
 export function Step4Result({ model, version, onExported }: { model: Model; version: ModelVersion; onExported?: () => void }) {
   const { t, lang } = useI18n()
-  const [exporting, setExporting] = useState(false)
-  const [error, setError] = useState<string | null>(null)
-  const [result, setResult] = useState<ExportResponse | null>(null)
+  // The export form (ExportAPIModal): opened by the button, one Idempotency-Key per opening.
+  const [exportOpen, setExportOpen] = useState(false)
+  const exported = useRef(false)
   const algorithms = useAsync(() => api.algorithmsCached(), [])
   const algorithmLabel = algorithms.data?.items.find((a) => a.name === version.algorithm)?.label ?? version.algorithm
 
@@ -23,20 +23,6 @@ export function Step4Result({ model, version, onExported }: { model: Model; vers
     return i === -1 ? METRIC_ORDER.length : i
   }
   const metrics = Object.entries(version.metrics ?? {}).sort(([a], [b]) => rank(a) - rank(b))
-
-  const doExport = async () => {
-    setExporting(true)
-    setError(null)
-    try {
-      const res = await api.exportModel(model.id, { version: version.number })
-      setResult(res)
-      onExported?.()
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err))
-    } finally {
-      setExporting(false)
-    }
-  }
 
   const metricLabel = (key: string) => {
     const known: Record<string, string> = {
@@ -61,21 +47,10 @@ export function Step4Result({ model, version, onExported }: { model: Model; vers
             {t('result.trainedWith', { algorithm: algorithmLabel })} · {fmtDate(lang, version.created_at)}
           </p>
         </div>
-        <button
-          type="button"
-          className="btn btn-primary btn-lg"
-          onClick={() => void doExport()}
-          disabled={exporting}
-          data-testid="export-button"
-        >
-          {exporting ? t('export.exporting') : t('export.button')}
+        <button type="button" className="btn btn-primary btn-lg" onClick={() => setExportOpen(true)} data-testid="export-button">
+          {t('export.button')}
         </button>
       </div>
-      {error && (
-        <p className="form-error" role="alert" data-testid="export-error">
-          {error}
-        </p>
-      )}
       <div className="stat-grid" data-testid="metrics">
         {metrics.map(([key, value]) => (
           <StatCard
@@ -123,7 +98,21 @@ export function Step4Result({ model, version, onExported }: { model: Model; vers
           </ul>
         </div>
       </div>
-      {result && <ExportAPIModal result={result} onClose={() => setResult(null)} />}
+      {exportOpen && (
+        <ExportAPIModal
+          model={model}
+          version={version}
+          onClose={() => {
+            setExportOpen(false)
+            // The page reloads once the result (the key, shown once) is closed, never under it.
+            if (exported.current) onExported?.()
+            exported.current = false
+          }}
+          onExported={() => {
+            exported.current = true
+          }}
+        />
+      )}
     </section>
   )
 }

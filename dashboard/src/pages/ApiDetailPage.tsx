@@ -6,22 +6,25 @@ import {
   Bar,
   BarChart,
   CartesianGrid,
-  Legend,
-  Line,
-  LineChart,
   ReferenceLine,
   ResponsiveContainer,
   Tooltip,
   XAxis,
   YAxis,
 } from 'recharts'
-import { api } from '../api'
+import { api, ApiError } from '../api'
 import { APIDocumentation } from '../components/APIDocumentation'
+import { AlertRulesEditor } from '../components/AlertRulesEditor'
 import { ConfirmDialog } from '../components/ConfirmDialog'
 import { CopyButton } from '../components/CopyButton'
+import { DriftTab } from '../components/DriftTab'
 import { ErrorState, Skeleton, StatCard, StatCardSkeleton, StatusBadge } from '../components/Feedback'
 import { KeyReveal } from '../components/KeyReveal'
 import { Modal } from '../components/Modal'
+import { PerformancePanel } from '../components/PerformancePanel'
+import { RangePicker, useLive } from '../components/RangePicker'
+import { LatencyChart, MarkerList, RequestRateChart, StatusCodesChart } from '../components/TimeSeriesChart'
+import { TrafficPanel } from '../components/TrafficPanel'
 import {
   fmtDate,
   fmtDateTimeSeconds,
@@ -38,10 +41,9 @@ import {
 import { useAsync, useInterval, useStoredFlag } from '../hooks'
 import { useI18n } from '../i18n'
 import { Link, useRouter } from '../router'
-import type { Bucket, ExportedApi, Range, RequestRecord } from '../types'
+import type { CompatibilityReport, ExportedApi, ModelVersion, Range, RequestRecord } from '../types'
 
-type Tab = 'overview' | 'requests' | 'docs'
-const BUCKETS: Record<Range, Bucket> = { '24h': 'hour', '7d': 'hour', '30d': 'day' }
+type Tab = 'overview' | 'requests' | 'drift' | 'performance' | 'docs'
 const REFRESH_MS = 10_000
 
 type Dialog = null | 'status' | 'regenerate' | 'delete' | 'deploy' | 'settings'
@@ -50,13 +52,21 @@ export function ApiDetailPage({ apiId }: { apiId: string }) {
   const { t, lang } = useI18n()
   const { location, navigate } = useRouter()
   const tabParam = location.search.get('tab')
-  const tab: Tab = tabParam === 'docs' || tabParam === 'requests' ? tabParam : 'overview'
+  const tab: Tab =
+    tabParam === 'docs' || tabParam === 'requests' || tabParam === 'drift' || tabParam === 'performance' ? tabParam : 'overview'
   const [range, setRange] = useState<Range>('24h')
   const [autoRefresh, setAutoRefresh] = useStoredFlag('modelgate.autoRefresh', true)
   const [refreshTick, setRefreshTick] = useState(0)
   const [dialog, setDialog] = useState<Dialog>(null)
   const [newKey, setNewKey] = useState<string | null>(null)
   const [notice, setNotice] = useState<string | null>(null)
+  // A retrained version, preselected in the deploy dialog the Retrain button opens.
+  const [deployVersion, setDeployVersion] = useState<number | null>(null)
+  const retrained = (version: number) => {
+    setDeployVersion(version)
+    setDialog('deploy')
+    setNotice(t('retrain.succeeded', { version }))
+  }
 
   const apiState = useAsync(() => api.exportedApi(apiId), [apiId])
   const [current, setCurrent] = useState<ExportedApi | null>(null)
@@ -103,8 +113,8 @@ export function ApiDetailPage({ apiId }: { apiId: string }) {
           </h1>
           <p className="muted">
             {t('detail.model')}{' '}
-            <Link to={`/models/${a.model_id}?version=${a.model_version}`}>
-              {a.model_name} v{a.model_version}
+            <Link to={`/models/${a.model_id}?version=${a.version_number}`}>
+              {a.model_name} v{a.version_number}
             </Link>{' '}
             · {t('apis.created')} {fmtDate(lang, a.created_at)} · {t('detail.keyPrefix')}{' '}
             <span className="mono">{a.key_prefix}…</span> · {t('detail.rateLimit', { n: a.rate_limit_per_minute })}
@@ -161,6 +171,8 @@ export function ApiDetailPage({ apiId }: { apiId: string }) {
             [
               ['overview', t('detail.tabOverview')],
               ['requests', t('detail.tabRequests')],
+              ['drift', t('drift.tab')],
+              ['performance', t('perf.tab')],
               ['docs', t('detail.tabDocs')],
             ] as Array<[Tab, string]>
           ).map(([key, label]) => (
@@ -197,7 +209,21 @@ export function ApiDetailPage({ apiId }: { apiId: string }) {
       </div>
 
       {tab === 'overview' && <Overview api={a} range={range} setRange={setRange} tick={refreshTick} />}
+      {tab === 'overview' && (
+        <TrafficPanel
+          api={a}
+          range={range}
+          tick={refreshTick}
+          onChanged={(updated) => {
+            setCurrent(updated)
+            setRefreshTick((n) => n + 1)
+          }}
+        />
+      )}
+      {tab === 'overview' && <AlertRulesEditor apiId={a.id} />}
       {tab === 'requests' && <RequestHistory apiId={apiId} tick={refreshTick} />}
+      {tab === 'drift' && <DriftTab api={a} tick={refreshTick} onRetrained={retrained} />}
+      {tab === 'performance' && <PerformancePanel api={a} tick={refreshTick} onRetrained={retrained} />}
       {tab === 'docs' && <APIDocumentation apiId={apiId} keyPrefix={a.key_prefix} />}
 
       {dialog === 'status' && (
@@ -277,11 +303,16 @@ export function ApiDetailPage({ apiId }: { apiId: string }) {
       {dialog === 'deploy' && (
         <DeployDialog
           api={a}
-          onCancel={() => setDialog(null)}
+          initialVersion={deployVersion}
+          onCancel={() => {
+            setDialog(null)
+            setDeployVersion(null)
+          }}
           onDeployed={(updated) => {
             setCurrent(updated)
             setDialog(null)
-            setNotice(t('detail.deployed', { version: updated.model_version }))
+            setDeployVersion(null)
+            setNotice(t('detail.deployed', { version: updated.version_number }))
             setRefreshTick((n) => n + 1)
           }}
         />
@@ -330,11 +361,11 @@ function Alerts({ apiId, tick }: { apiId: string; tick: number }) {
 
 function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: Range; setRange: (r: Range) => void; tick: number }) {
   const { t, lang } = useI18n()
-  const bucket = BUCKETS[range]
+  const [live, setLive] = useState(false)
   const data = useAsync(async () => {
     const [stats, series, resources] = await Promise.all([
       api.stats(a.id, range),
-      api.timeseries(a.id, range, bucket),
+      api.timeseries(a.id, range, undefined, 'version'),
       api.resources(a.id, range),
     ])
     return { stats, series, resources }
@@ -342,27 +373,13 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
   useEffect(() => {
     if (tick > 0) data.reload(true)
   }, [tick])
+  const paused = useLive(live, () => data.reload(true))
 
   const th = a.alert_thresholds
   const over = (value: number | null | undefined, limit: number | undefined) =>
     value !== null && value !== undefined && limit !== undefined && limit !== null && value > limit ? 'critical' : 'default'
 
-  const rangeSwitch = (
-    <div className="segmented segmented-buttons" role="group" aria-label={t('detail.range')}>
-      {(['24h', '7d', '30d'] as Range[]).map((r) => (
-        <button
-          key={r}
-          type="button"
-          className={r === range ? 'checked' : ''}
-          aria-pressed={r === range}
-          onClick={() => setRange(r)}
-          data-testid={`range-${r}`}
-        >
-          {t(`range.${r}`)}
-        </button>
-      ))}
-    </div>
-  )
+  const rangeSwitch = <RangePicker range={range} onRange={setRange} live={live} onLive={setLive} paused={paused} />
 
   if (data.loading)
     return (
@@ -376,11 +393,7 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
   const { stats: s, series, resources } = data.data
   const none = s.requests_in_range === 0
   const ms = (v: number | null) => (none ? '—' : fmtMs(lang, v))
-  const tick_ = (v: string) => fmtTick(lang, v, series.bucket)
-  // A bucket without requests has no latency (the server sends 0): leave a gap, not a dip to 0.
-  const points = series.points.map((p) =>
-    p.requests > 0 ? p : { ...p, avg_ms: null, p50_ms: null, p95_ms: null, p99_ms: null },
-  )
+  const tick_ = (v: string) => fmtTick(lang, v, range === '7d' || range === '30d' ? 'hour' : 'minute')
   const histogram = s.histogram.map((h, i) => {
     const prev = i > 0 ? s.histogram[i - 1]?.le_ms : 0
     const label = h.le_ms === null || !Number.isFinite(h.le_ms) ? `> ${fmtInt(lang, prev ?? 0)}` : `≤ ${fmtInt(lang, h.le_ms)}`
@@ -405,6 +418,12 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
           hint={t('stat.errors', { e4: fmtInt(lang, s.errors_4xx), e5: fmtInt(lang, s.errors_5xx) })}
           testId="stat-success"
           tone={s.requests_in_range > 0 ? rateTone(s.success_rate) : 'default'}
+        />
+        <StatCard
+          label={t('stat.rejectedUnauthenticated')}
+          value={fmtInt(lang, s.rejected_unauthenticated ?? 0)}
+          hint={t('stat.rejectedUnauthenticatedHint')}
+          testId="stat-rejected-unauthenticated"
         />
         <StatCard label={t('stat.avg')} value={ms(s.avg_ms)} testId="stat-avg" />
         <StatCard label={t('stat.p50')} value={ms(s.p50_ms)} testId="stat-p50" />
@@ -434,45 +453,10 @@ function Overview({ api: a, range, setRange, tick }: { api: ExportedApi; range: 
       </div>
 
       <div className="grid-2">
-        <section className="panel" aria-labelledby="chart-volume">
-          <h2 id="chart-volume" className="h-small">
-            {t('chart.volume')}
-          </h2>
-          <div className="chart" data-testid="chart-volume">
-            <ResponsiveContainer width="100%" height="100%">
-              <BarChart data={points} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
-                <CartesianGrid strokeDasharray="3 3" vertical={false} />
-                <XAxis dataKey="ts" tickFormatter={tick_} minTickGap={24} tick={{ fontSize: 11 }} />
-                <YAxis allowDecimals={false} width={40} tick={{ fontSize: 11 }} />
-                <Tooltip labelFormatter={tooltipLabel} />
-                <Legend wrapperStyle={{ fontSize: 12 }} />
-                <Bar dataKey="successes" name={t('chart.successes')} stackId="1" fill="#1f9d55" isAnimationActive={false} />
-                <Bar dataKey="errors_4xx" name={t('chart.errors4xx')} stackId="1" fill="#d97706" isAnimationActive={false} />
-                <Bar dataKey="errors_5xx" name={t('chart.errors5xx')} stackId="1" fill="#dc2626" isAnimationActive={false} />
-              </BarChart>
-            </ResponsiveContainer>
-          </div>
-        </section>
-        <section className="panel" aria-labelledby="chart-latency">
-          <h2 id="chart-latency" className="h-small">
-            {t('chart.latency')}
-          </h2>
-          <div className="chart" data-testid="chart-latency">
-            <ResponsiveContainer width="100%" height="100%">
-              <LineChart data={points} margin={{ top: 8, right: 12, bottom: 0, left: 0 }}>
-                <CartesianGrid strokeDasharray="3 3" vertical={false} />
-                <XAxis dataKey="ts" tickFormatter={tick_} minTickGap={24} tick={{ fontSize: 11 }} />
-                <YAxis width={44} tick={{ fontSize: 11 }} />
-                <Tooltip labelFormatter={tooltipLabel} formatter={(v) => fmtMs(lang, v === null || v === undefined ? null : Number(v))} />
-                <Legend wrapperStyle={{ fontSize: 12 }} />
-                {th?.p95_ms ? <ReferenceLine y={th.p95_ms} stroke="#dc2626" strokeDasharray="4 4" /> : null}
-                <Line type="monotone" dataKey="p50_ms" name="p50" stroke="#2f5bea" dot={{ r: 2 }} isAnimationActive={false} />
-                <Line type="monotone" dataKey="p95_ms" name="p95" stroke="#d97706" dot={{ r: 2 }} isAnimationActive={false} />
-                <Line type="monotone" dataKey="p99_ms" name="p99" stroke="#dc2626" dot={{ r: 2 }} isAnimationActive={false} />
-              </LineChart>
-            </ResponsiveContainer>
-          </div>
-        </section>
+        <RequestRateChart series={series} id="rate" />
+        <StatusCodesChart series={series} id="volume" />
+        <LatencyChart series={series} id="latency" threshold={th?.p95_ms} />
+        <MarkerList series={series} />
         <section className="panel" aria-labelledby="chart-histogram">
           <h2 id="chart-histogram" className="h-small">
             {t('chart.histogram')}
@@ -867,10 +851,13 @@ function SettingsDialog({
 
 function DeployDialog({
   api: a,
+  initialVersion = null,
   onCancel,
   onDeployed,
 }: {
   api: ExportedApi
+  /** A version to preselect (a fresh retrain) instead of the one serving. */
+  initialVersion?: number | null
   onCancel: () => void
   onDeployed: (updated: ExportedApi) => void
 }) {
@@ -880,15 +867,38 @@ function DeployDialog({
   const [choice, setChoice] = useState<number | null>(null)
   const [busy, setBusy] = useState(false)
   const [error, setError] = useState<string | null>(null)
-  const selected = choice ?? versions.find((v) => v.number !== a.model_version)?.number ?? null
+  const [force, setForce] = useState(false)
+  const [refused, setRefused] = useState<CompatibilityReport | null>(null)
+  // The version already serving is preselected: deploying another one is a deliberate choice.
+  const selected = choice ?? initialVersion ?? a.version_number
+  const changing = selected !== a.version_number
+  const compat = useAsync<CompatibilityReport | null>(
+    () => (changing ? api.compatibility(a.id, selected) : Promise.resolve(null)),
+    [a.id, selected, changing],
+  )
+  const report = refused?.target_version === selected ? refused : compat.data
+  const incompatible = changing && report !== null && !report.compatible
+  const serving = versions.find((v) => v.number === a.version_number)
+  const target = versions.find((v) => v.number === selected)
+  const choose = (n: number) => {
+    setChoice(n)
+    setForce(false)
+    setError(null)
+  }
   const deploy = async () => {
-    if (selected === null) return
+    if (!changing) return
     setBusy(true)
     setError(null)
     try {
-      onDeployed(await api.deploy(a.id, selected))
+      onDeployed(await api.deploy(a.id, selected, incompatible && force))
     } catch (err) {
-      setError(err instanceof Error ? err.message : String(err))
+      if (err instanceof ApiError && err.code === 'INCOMPATIBLE_VERSION') {
+        setRefused(err.details as unknown as CompatibilityReport)
+        setForce(false)
+        setError(t('deploy.refused'))
+      } else {
+        setError(err instanceof Error ? err.message : String(err))
+      }
       setBusy(false)
     }
   }
@@ -897,6 +907,7 @@ function DeployDialog({
       title={t('detail.deployTitle')}
       onClose={onCancel}
       testId="deploy-dialog"
+      wide
       footer={
         <>
           <button type="button" className="btn" onClick={onCancel}>
@@ -904,35 +915,46 @@ function DeployDialog({
           </button>
           <button
             type="button"
-            className="btn btn-primary"
-            disabled={busy || selected === null || selected === a.model_version}
+            className={`btn ${incompatible ? 'btn-danger' : 'btn-primary'}`}
+            disabled={busy || !changing || (compat.loading && !refused) || (incompatible && !force)}
             onClick={() => void deploy()}
             data-testid="deploy-confirm"
           >
-            {busy ? t('common.working') : t('detail.deployConfirm')}
+            {busy ? t('common.working') : incompatible ? t('deploy.forceConfirm') : t('detail.deployConfirm')}
           </button>
         </>
       }
     >
-      <p>{t('detail.deployText', { name: a.name, version: a.model_version })}</p>
+      <p>{t('detail.deployText', { name: a.name, version: a.version_number })}</p>
       {model.loading && <Skeleton lines={2} />}
       {model.error && <ErrorState message={model.error} onRetry={() => model.reload()} />}
       {model.data && versions.length <= 1 && <p className="muted">{t('detail.deployOnlyOne')}</p>}
       {model.data && versions.length > 1 && (
         <label className="field">
           <span>{t('models.version')}</span>
-          <select value={selected ?? ''} onChange={(e) => setChoice(Number(e.target.value))} data-testid="deploy-version-select" data-autofocus>
-            {versions.map((v) => {
-              const m = Object.entries(v.metrics ?? {})[0]
-              return (
-                <option key={v.number} value={v.number} disabled={v.number === a.model_version}>
-                  v{v.number} — {v.algorithm}
-                  {m ? ` — ${m[0]} ${typeof m[1] === 'number' ? m[1].toFixed(3) : '—'}` : ''} — {fmtDate(lang, v.created_at)}
-                  {v.number === a.model_version ? ` (${t('detail.current')})` : ''}
-                </option>
-              )
-            })}
+          <select value={selected} onChange={(e) => choose(Number(e.target.value))} data-testid="deploy-version-select" data-autofocus>
+            {versions.map((v) => (
+              <option key={v.number} value={v.number}>
+                v{v.number} — {v.algorithm} — {fmtDate(lang, v.created_at)}
+                {v.number === a.version_number ? ` (${t('deploy.serving')})` : ''}
+              </option>
+            ))}
           </select>
+        </label>
+      )}
+      {serving && <VersionsSideBySide serving={serving} target={changing ? target : undefined} />}
+      {!changing && versions.length > 1 && <p className="muted">{t('deploy.sameVersion')}</p>}
+      {changing && compat.loading && !report && (
+        <p className="muted" role="status">
+          {t('deploy.checking')}
+        </p>
+      )}
+      {changing && compat.error && !report && <p className="form-error">{compat.error}</p>}
+      {changing && report && <CompatibilityNotice report={report} />}
+      {incompatible && (
+        <label style={{ display: 'flex', gap: '0.5rem', alignItems: 'flex-start', marginTop: '0.75rem' }}>
+          <input type="checkbox" checked={force} onChange={(e) => setForce(e.target.checked)} data-testid="deploy-force" />{' '}
+          {t('deploy.forceLabel')}
         </label>
       )}
       {error && (
@@ -944,3 +966,134 @@ function DeployDialog({
   )
 }
 
+function VersionsSideBySide({ serving, target }: { serving: ModelVersion; target?: ModelVersion }) {
+  const { t, lang } = useI18n()
+  const label: Record<string, string> = {
+    accuracy: t('metric.accuracy'),
+    f1: t('metric.f1'),
+    roc_auc: t('metric.roc_auc'),
+    r2: t('metric.r2'),
+    mae: t('metric.mae'),
+    rmse: t('metric.rmse'),
+  }
+  const shown = target ? [serving, target] : [serving]
+  const metrics = [...new Set(shown.flatMap((v) => Object.keys(v.metrics ?? {})))]
+  const value = (v: ModelVersion, key: string) => {
+    const x = v.metrics?.[key]
+    return typeof x === 'number' ? x.toFixed(3) : '—'
+  }
+  return (
+    // flex-shrink 0: an overflow box in the modal's flex column would otherwise shrink to nothing.
+    <div className="table-wrap" style={{ flexShrink: 0 }}>
+      <table className="table table-compact" data-testid="deploy-compare" aria-label={t('deploy.compare')}>
+        <thead>
+          <tr>
+            <th scope="col">{t('deploy.metric')}</th>
+            {shown.map((v) => (
+              <th scope="col" key={v.number} className="num">
+                v{v.number}
+                {v === serving ? ` (${t('deploy.serving')})` : ''}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {metrics.map((key) => (
+            <tr key={key} data-testid={`deploy-metric-${key}`}>
+              <th scope="row">{label[key] ?? key}</th>
+              {shown.map((v) => (
+                <td key={v.number} className="num">
+                  {value(v, key)}
+                </td>
+              ))}
+            </tr>
+          ))}
+          <tr>
+            <th scope="row">{t('deploy.algorithm')}</th>
+            {shown.map((v) => (
+              <td key={v.number} className="num">
+                {v.algorithm}
+              </td>
+            ))}
+          </tr>
+          <tr>
+            <th scope="row">{t('deploy.trainedOn')}</th>
+            {shown.map((v) => (
+              <td key={v.number} className="num">
+                {v.source}
+              </td>
+            ))}
+          </tr>
+          <tr>
+            <th scope="row">{t('deploy.created')}</th>
+            {shown.map((v) => (
+              <td key={v.number} className="num">
+                {fmtDate(lang, v.created_at)}
+              </td>
+            ))}
+          </tr>
+        </tbody>
+      </table>
+    </div>
+  )
+}
+
+const DIFF_LIST = { margin: '0.25rem 0 0', paddingLeft: '1.2rem', width: '100%' }
+
+function CompatibilityNotice({ report: r }: { report: CompatibilityReport }) {
+  const { t } = useI18n()
+  const names = (xs: string[]) => xs.join(', ')
+  const values = (xs: string[] | null) => (xs === null ? t('deploy.anyValue') : xs.length ? xs.join(', ') : t('deploy.none'))
+  const classes = (xs: string[] | null) => (xs && xs.length ? xs.join(', ') : t('deploy.noClasses'))
+  const breaking: string[] = []
+  const notes: string[] = []
+  if (r.task) breaking.push(t('deploy.task', { served: r.task.served, target: r.task.target }))
+  if (r.missing_features.length)
+    breaking.push(t('deploy.missing', { version: r.target_version, names: names(r.missing_features) }))
+  if (r.added_required_features.length) breaking.push(t('deploy.addedRequired', { names: names(r.added_required_features) }))
+  if (r.now_required_features.length) breaking.push(t('deploy.nowRequired', { names: names(r.now_required_features) }))
+  for (const c of r.changed_types) {
+    ;(c.breaking ? breaking : notes).push(t('deploy.type', { name: c.name, served: c.served, target: c.target }))
+  }
+  for (const c of r.changed_categories) {
+    ;(c.breaking ? breaking : notes).push(
+      t('deploy.categories', {
+        name: c.name,
+        removed: c.served === null ? t('deploy.none') : c.removed.length ? c.removed.join(', ') : t('deploy.none'),
+        added: c.target === null ? values(null) : c.added.length ? c.added.join(', ') : t('deploy.none'),
+      }),
+    )
+  }
+  if (r.classes) breaking.push(t('deploy.classes', { served: classes(r.classes.served), target: classes(r.classes.target) }))
+  if (r.image_dropped) breaking.push(t('image.dropped'))
+  if (r.added_optional_features.length) notes.push(t('deploy.addedOptional', { names: names(r.added_optional_features) }))
+  return (
+    <div
+      className={`callout ${r.compatible ? 'callout-success' : 'callout-warning'}`}
+      role={r.compatible ? 'status' : 'alert'}
+      data-testid="deploy-compat"
+      data-compatible={String(r.compatible)}
+    >
+      <p>
+        <strong>{r.compatible ? t('deploy.compatible') : t('deploy.incompatible')}</strong>
+      </p>
+      {breaking.length > 0 && (
+        <ul style={DIFF_LIST} data-testid="deploy-diff">
+          {breaking.map((line) => (
+            <li key={line}>{line}</li>
+          ))}
+        </ul>
+      )}
+      {notes.length > 0 && (
+        <>
+          <p style={{ width: '100%' }}>{t('deploy.compatibleNotes')}</p>
+          <ul style={DIFF_LIST} data-testid="deploy-notes">
+            {notes.map((line) => (
+              <li key={line}>{line}</li>
+            ))}
+          </ul>
+        </>
+      )}
+    </div>
+  )
+}

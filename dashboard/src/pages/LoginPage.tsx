@@ -28,6 +28,10 @@ export function LoginPage({ onLoggedIn, notice, langSwitch }: LoginPageProps) {
     } catch (err) {
       if (err instanceof ApiError && (err.status === 401 || err.code === 'INVALID_CREDENTIALS'))
         setError(t('auth.invalid'))
+      else if (err instanceof ApiError && err.status === 429)
+        setError(t('auth.tooManyAttempts', { seconds: Number(err.details.retry_after_s) || 1 }))
+      else if (err instanceof ApiError && err.status === 503) setError(t('auth.busy'))
+      else if (err instanceof ApiError && err.code === 'ACCOUNT_DEACTIVATED') setError(t('users.deactivatedLogin'))
       else setError(err instanceof Error ? err.message : String(err))
       setBusy(false)
     }

@@ -25,9 +25,14 @@ export function ModelsPage() {
           <h1>{t('models.title')}</h1>
           <p className="muted">{t('models.subtitle')}</p>
         </div>
-        <Link to="/models/new" className="btn btn-primary" data-testid="new-model-button">
-          {t('models.train')}
-        </Link>
+        <div className="actions">
+          <Link to="/models/upload" className="btn" data-testid="upload-model-button">
+            {t('byo.uploadButton')}
+          </Link>
+          <Link to="/models/new" className="btn btn-primary" data-testid="new-model-button">
+            {t('models.train')}
+          </Link>
+        </div>
       </div>
 
       {models.loading && <Skeleton lines={5} height={20} />}

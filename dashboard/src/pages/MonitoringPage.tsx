@@ -1,9 +1,14 @@
 // The monitoring dashboard: global stats and the list of exported APIs with their usage.
 import { useMemo, useState } from 'react'
 import { Bar, BarChart, CartesianGrid, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts'
+import { badgeCounts, listStatus, totalCounts } from '../alertlogic'
 import { api } from '../api'
+import { AlertCountBadge, HealthErrorBadge } from '../components/AlertBadges'
+import { ConfirmDialog } from '../components/ConfirmDialog'
 import { EmptyState, ErrorState, StatCard, StatCardSkeleton, StatusBadge } from '../components/Feedback'
-import { fmtDate, fmtInt, fmtMs, fmtRate, fmtRelative, rateTone, toPercent } from '../format'
+import { OverviewTrends } from '../components/TimeSeriesChart'
+import { fmtCpuShare } from '../resourceFormat'
+import { fmtDate, fmtInt, fmtMb, fmtMs, fmtRate, fmtRelative, rateTone, toPercent } from '../format'
 import { useAsync, useInterval, useStoredFlag } from '../hooks'
 import { useI18n } from '../i18n'
 import type { TranslationKey } from '../i18n'
@@ -19,6 +24,8 @@ type SortKey =
   | 'requests_24h'
   | 'success_rate'
   | 'avg_ms'
+  | 'cpu_percent'
+  | 'memory_mb'
   | 'last_request_at'
 
 const COLUMNS: Array<{ key: SortKey; label: TranslationKey; numeric?: boolean }> = [
@@ -30,6 +37,8 @@ const COLUMNS: Array<{ key: SortKey; label: TranslationKey; numeric?: boolean }>
   { key: 'requests_24h', label: 'apis.last24h', numeric: true },
   { key: 'success_rate', label: 'apis.successRate', numeric: true },
   { key: 'avg_ms', label: 'apis.avgLatency', numeric: true },
+  { key: 'cpu_percent', label: 'resources.cpu', numeric: true },
+  { key: 'memory_mb', label: 'resources.memory', numeric: true },
   { key: 'last_request_at', label: 'apis.lastRequest' },
 ]
 
@@ -40,9 +49,9 @@ function sortValue(a: ExportedApi, key: SortKey): string | number | null {
     case 'name':
       return a.name.toLowerCase()
     case 'model':
-      return `${a.model_name.toLowerCase()} ${String(a.model_version).padStart(6, '0')}`
+      return `${a.model_name.toLowerCase()} ${String(a.version_number).padStart(6, '0')}`
     case 'status':
-      return a.status
+      return listStatus(a)
     case 'created_at':
       return new Date(a.created_at).getTime()
     case 'last_request_at':
@@ -64,10 +73,17 @@ export function MonitoringPage() {
   const [updatedAt, setUpdatedAt] = useState<Date | null>(null)
 
   const data = useAsync(async () => {
-    const [overview, apis] = await Promise.all([api.overview(), api.monitoredApis()])
+    const [overview, apis, active] = await Promise.all([
+      api.overview(),
+      api.monitoredApis(),
+      // The alert engine is optional to this page: without it, no badges.
+      api.activeAlerts().then((r) => r.items, () => null),
+    ])
     setUpdatedAt(new Date())
-    return { overview, apis: apis.items }
+    return { overview, apis: apis.items, alerts: active === null ? null : badgeCounts(active) }
   }, [])
+  const [rowAction, setRowAction] = useState<{ kind: 'status' | 'delete'; api: ExportedApi } | null>(null)
+  const [rowNotice, setRowNotice] = useState<string | null>(null)
   useInterval(() => data.reload(true), REFRESH_MS, autoRefresh && !data.error)
 
   const rows = useMemo(() => {
@@ -132,6 +148,14 @@ export function MonitoringPage() {
         </p>
       )}
 
+      {rowNotice && (
+        <div className="callout callout-success" role="status" data-testid="monitoring-notice">
+          {rowNotice}
+          <button type="button" className="btn btn-ghost btn-sm" onClick={() => setRowNotice(null)} aria-label={t('common.close')}>
+            ×
+          </button>
+        </div>
+      )}
       {data.loading && <StatCardSkeleton count={6} />}
       {ov && (
         <div className="stat-grid" data-testid="overview">
@@ -141,6 +165,15 @@ export function MonitoringPage() {
           <StatCard label={t('overview.successRate')} value={ov.total_requests ? fmtRate(lang, ov.success_rate) : '—'} testId="overview-success" tone={ov.total_requests ? rateTone(ov.success_rate) : 'default'} />
           <StatCard label={t('overview.avgLatency')} value={ov.total_requests ? fmtMs(lang, ov.avg_ms) : '—'} testId="overview-avg" />
           <StatCard label={t('overview.p95')} value={ov.total_requests ? fmtMs(lang, ov.p95_ms) : '—'} testId="overview-p95" />
+          {data.data?.alerts && (
+            <StatCard
+              label={t('alerts.overviewFiring')}
+              value={fmtInt(lang, totalCounts(data.data.alerts).firing)}
+              hint={t('alerts.overviewHint', { pending: totalCounts(data.data.alerts).pending })}
+              tone={totalCounts(data.data.alerts).firing > 0 ? 'critical' : totalCounts(data.data.alerts).pending > 0 ? 'warning' : 'default'}
+              testId="overview-alerts"
+            />
+          )}
         </div>
       )}
 
@@ -162,6 +195,8 @@ export function MonitoringPage() {
           </div>
         </section>
       )}
+
+      {ov && ov.total_apis > 0 && <OverviewTrends />}
 
       <section className="panel" aria-labelledby="apis-title">
         <div className="row-between wrap">
@@ -267,10 +302,11 @@ export function MonitoringPage() {
                       </Link>
                     </td>
                     <td data-label={t('apis.model')}>
-                      {a.model_name} <span className="muted">v{a.model_version}</span>
+                      {a.model_name} <span className="muted">v{a.version_number}</span>
                     </td>
                     <td data-label={t('apis.status')}>
-                      <StatusBadge status={a.status} />
+                      {listStatus(a) === 'error' ? <HealthErrorBadge /> : <StatusBadge status={a.status} />}{' '}
+                      <AlertCountBadge count={data.data?.alerts?.get(String(a.id))} />
                     </td>
                     <td data-label={t('apis.created')}>{fmtDate(lang, a.created_at)}</td>
                     <td data-label={t('apis.total')} className="num" data-testid="api-row-total">
@@ -285,10 +321,16 @@ export function MonitoringPage() {
                     <td data-label={t('apis.avgLatency')} className="num">
                       {a.stats?.total_requests ? fmtMs(lang, a.stats.avg_ms) : '—'}
                     </td>
+                    <td data-label={t('resources.cpu')} className="num" title={t('resources.cpuHint')} data-testid="api-row-cpu">
+                      {fmtCpuShare(lang, a.stats?.cpu_percent)}
+                    </td>
+                    <td data-label={t('resources.memory')} className="num" title={t('resources.memoryHint')} data-testid="api-row-memory">
+                      {fmtMb(lang, a.stats?.memory_mb)}
+                    </td>
                     <td data-label={t('apis.lastRequest')} title={fmtDate(lang, a.stats?.last_request_at)}>
                       {a.stats?.last_request_at ? fmtRelative(lang, a.stats.last_request_at) : t('apis.never')}
                     </td>
-                    <td className="cell-actions">
+                    <td className="cell-actions" style={{ whiteSpace: 'normal', flexWrap: 'wrap', gap: '0.35rem' }}>
                       <Link
                         to={`/monitoring/${a.id}?tab=docs`}
                         className="btn btn-sm"
@@ -296,7 +338,29 @@ export function MonitoringPage() {
                         data-testid="api-row-docs"
                       >
                         {t('apis.viewDocs')}
-                      </Link>
+                      </Link>{' '}
+                      <button
+                        type="button"
+                        className={`btn btn-sm ${a.status === 'active' ? 'btn-warning-outline' : ''}`}
+                        onClick={(e) => {
+                          e.stopPropagation()
+                          setRowAction({ kind: 'status', api: a })
+                        }}
+                        data-testid="api-row-toggle-status"
+                      >
+                        {a.status === 'active' ? t('alerts.rowDeactivate') : t('alerts.rowActivate')}
+                      </button>{' '}
+                      <button
+                        type="button"
+                        className="btn btn-sm btn-danger-outline"
+                        onClick={(e) => {
+                          e.stopPropagation()
+                          setRowAction({ kind: 'delete', api: a })
+                        }}
+                        data-testid="api-row-delete"
+                      >
+                        {t('alerts.rowDelete')}
+                      </button>
                     </td>
                   </tr>
                 ))}
@@ -305,6 +369,43 @@ export function MonitoringPage() {
           </div>
         )}
       </section>
+      {rowAction?.kind === 'status' && (
+        <ConfirmDialog
+          title={rowAction.api.status === 'active' ? t('detail.deactivateTitle') : t('detail.activateTitle')}
+          message={
+            <p>
+              {rowAction.api.status === 'active'
+                ? t('detail.deactivateConfirm', { name: rowAction.api.name })
+                : t('detail.activateConfirm', { name: rowAction.api.name })}
+            </p>
+          }
+          confirmLabel={rowAction.api.status === 'active' ? t('detail.deactivate') : t('detail.activate')}
+          danger={rowAction.api.status === 'active'}
+          onCancel={() => setRowAction(null)}
+          onConfirm={async () => {
+            const updated = await api.setStatus(rowAction.api.id, rowAction.api.status === 'active' ? 'inactive' : 'active')
+            setRowAction(null)
+            setRowNotice(updated.status === 'active' ? t('detail.activated') : t('detail.deactivated'))
+            data.reload(true)
+          }}
+        />
+      )}
+      {rowAction?.kind === 'delete' && (
+        <ConfirmDialog
+          title={t('detail.deleteTitle')}
+          message={<p>{t('detail.deleteConfirm', { name: rowAction.api.name })}</p>}
+          confirmLabel={t('detail.delete')}
+          danger
+          requireText={rowAction.api.name}
+          onCancel={() => setRowAction(null)}
+          onConfirm={async () => {
+            await api.deleteApi(rowAction.api.id)
+            setRowNotice(t('alerts.deleted', { name: rowAction.api.name }))
+            setRowAction(null)
+            data.reload(true)
+          }}
+        />
+      )}
     </div>
   )
 }

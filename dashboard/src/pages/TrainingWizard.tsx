@@ -2,8 +2,13 @@
 import { useEffect, useMemo, useRef, useState } from 'react'
 import type { FormEvent } from 'react'
 import { api } from '../api'
+import { ConfirmDialog } from '../components/ConfirmDialog'
 import { ErrorState, Skeleton } from '../components/Feedback'
+import { EMPTY_IMAGE_DRAFT, ImageInputFields, imageOf } from '../components/ImageInputFields'
+import type { ImageDraft } from '../components/ImageInputFields'
 import { Step4Result } from '../components/Step4Result'
+import type { ColumnProfile } from '../columns'
+import { profileCsv } from '../columns'
 import type { CsvPreview } from '../csv'
 import { readCsvPreview } from '../csv'
 import { useAsync } from '../hooks'
@@ -12,6 +17,36 @@ import { Link, useRouter } from '../router'
 import type { Algorithm, AlgorithmParam, JobStatus, Model, ModelVersion, Task, TrainingJob } from '../types'
 
 type Source = 'builtin' | 'csv'
+type ColumnType = 'numeric' | 'categorical'
+
+/** The model a "New version" link names (`?name=`), with its latest version: its data source is kept. */
+interface PreviousVersion {
+  model: Model
+  version: ModelVersion
+  /** `builtin:iris` → the dataset; `csv:churn.csv` → the file name; `null` for an upload. */
+  dataset: string | null
+  csvFile: string | null
+}
+
+async function findPrevious(name: string | null): Promise<PreviousVersion | null> {
+  if (!name) return null
+  const models = await api.models()
+  const model = models.items.find((m) => m.name === name)
+  const versions = model?.versions ?? []
+  const version = versions.find((v) => v.number === model?.latest_version) ?? versions[versions.length - 1]
+  if (!model || !version) return null
+  const [kind, ...rest] = version.source.split(':')
+  const detail = rest.join(':')
+  return {
+    model,
+    version,
+    dataset: kind === 'builtin' ? detail : null,
+    csvFile: kind === 'csv' ? detail : null,
+  }
+}
+
+/** Columns the CSV preview shows; a very wide file must not fill the page with thousands. */
+const PREVIEW_COLUMNS = 30
 type Step = 1 | 2 | 3 | 4
 
 function defaultParams(algo: Algorithm | undefined): Record<string, string> {
@@ -62,6 +97,12 @@ export function TrainingWizard() {
   const [submitError, setSubmitError] = useState<string | null>(null)
   const [submitting, setSubmitting] = useState(false)
   const [job, setJob] = useState<TrainingJob | null>(null)
+  const [profiles, setProfiles] = useState<ColumnProfile[] | null>(null)
+  const [dropped, setDropped] = useState<string[]>([])
+  const [columnTypes, setColumnTypes] = useState<Record<string, ColumnType>>({})
+  const [imageDraft, setImageDraft] = useState<ImageDraft>(EMPTY_IMAGE_DRAFT)
+  const previous = useAsync(() => findPrevious(location.search.get('name')), [])
+  const keptSource = useRef(false)
 
   const catalog = useAsync(() => Promise.all([api.datasets(), api.algorithms()]), [])
   const datasets = catalog.data?.[0].items ?? []
@@ -70,6 +111,21 @@ export function TrainingWizard() {
   useEffect(() => {
     if (!dataset && datasets.length > 0) setDataset(datasets[0]?.name ?? '')
   }, [datasets, dataset])
+
+  // A new version keeps the model's data source: its built-in dataset, or CSV with its target.
+  useEffect(() => {
+    const prev = previous.data
+    // Wait for the catalogue too: deciding before it arrives would miss the built-in dataset.
+    if (!prev || keptSource.current || !catalog.data) return
+    keptSource.current = true
+    if (prev.dataset && datasets.some((d) => d.name === prev.dataset)) {
+      setSource('builtin')
+      setDataset(prev.dataset)
+    } else if (prev.csvFile !== null) {
+      setSource('csv')
+      setCsvTask(prev.model.task)
+    }
+  }, [previous.data, datasets, catalog.data])
 
   const task: Task | '' = source === 'builtin' ? (datasets.find((d) => d.name === dataset)?.task ?? '') : csvTask
   const usable = useMemo(
@@ -91,19 +147,57 @@ export function TrainingWizard() {
     setPreview(null)
     setTarget('')
     setCsvError(null)
+    setProfiles(null)
+    setDropped([])
+    setColumnTypes({})
     if (!f) return
     try {
       const p = await readCsvPreview(f)
       if (p.header.length < 2) setCsvError(t('wizard.csvTooFewColumns'))
+      const columns = await profileCsv(f, p.header, p.delimiter)
       setPreview(p)
-      setTarget(p.header[p.header.length - 1] ?? '')
+      setProfiles(columns)
+      const prev = previous.data?.csvFile !== null ? previous.data?.version : undefined
+      if (prev && p.header.includes(prev.target)) {
+        // The same choices as the version this one follows: its target, its columns and types.
+        setTarget(prev.target)
+        const features = new Map(prev.features.map((f) => [f.name, f]))
+        setDropped(p.header.filter((h) => h !== prev.target && !features.has(h)))
+        const types: Record<string, ColumnType> = {}
+        for (const c of columns) {
+          if (features.get(c.name)?.type === 'category' && c.numeric) types[c.name] = 'categorical'
+        }
+        setColumnTypes(types)
+      } else {
+        setTarget(p.header[p.header.length - 1] ?? '')
+      }
     } catch (err) {
       setCsvError(err instanceof Error ? err.message : String(err))
     }
   }
 
+  const keptFeatures = (preview?.header ?? []).filter((h) => h !== target && !dropped.includes(h))
+  const declaredImage = imageOf(imageDraft, keptFeatures.length, t)
   const step1Valid =
-    name.trim() !== '' && (source === 'builtin' ? dataset !== '' : file !== null && preview !== null && target !== '' && !csvError)
+    name.trim() !== '' &&
+    (source === 'builtin'
+      ? dataset !== ''
+      : file !== null &&
+        preview !== null &&
+        target !== '' &&
+        !csvError &&
+        keptFeatures.length > 0 &&
+        declaredImage.problem === null)
+  const idLike = (profiles ?? []).filter((c) => c.idLike && c.name !== target && !dropped.includes(c.name))
+  const toggleDrop = (column: string, drop: boolean) =>
+    setDropped((prev) => (drop ? [...prev.filter((c) => c !== column), column] : prev.filter((c) => c !== column)))
+  const setColumnType = (column: string, type: '' | ColumnType) =>
+    setColumnTypes((prev) => {
+      const next = { ...prev }
+      if (type === '') delete next[column]
+      else next[column] = type
+      return next
+    })
   const paramsValid = (algorithm?.params ?? []).every((p) => paramError(p, paramValues[p.name]) === null)
   const testSizeNum = Number(testSize)
   const testSizeValid = Number.isFinite(testSizeNum) && testSizeNum > 0.05 && testSizeNum < 0.9
@@ -128,6 +222,13 @@ export function TrainingWizard() {
         form.append('params', JSON.stringify(params))
         form.append('test_size', String(testSizeNum))
         if (csvTask) form.append('task', csvTask)
+        const drop = dropped.filter((c) => c !== target)
+        if (drop.length > 0) form.append('drop_columns', JSON.stringify(drop))
+        const types = Object.fromEntries(
+          Object.entries(columnTypes).filter(([c]) => c !== target && !drop.includes(c)),
+        )
+        if (Object.keys(types).length > 0) form.append('column_types', JSON.stringify(types))
+        if (declaredImage.image) form.append('image', JSON.stringify(declaredImage.image))
         created = await api.trainCsv(form)
       }
       setJob(created)
@@ -192,6 +293,17 @@ export function TrainingWizard() {
             />
             <small className="muted">{t('wizard.modelNameHint')}</small>
           </label>
+          {previous.data && (previous.data.dataset || previous.data.csvFile !== null) && (
+            <div className="callout callout-info" role="status" data-testid="wizard-previous-source">
+              {previous.data.csvFile !== null
+                ? t('wizard.newVersionCsv', {
+                    version: previous.data.version.number,
+                    file: previous.data.csvFile,
+                    target: previous.data.version.target,
+                  })
+                : t('wizard.newVersionOf', { name: previous.data.model.name, version: previous.data.version.number })}
+            </div>
+          )}
           <fieldset className="field">
             <legend>{t('wizard.source')}</legend>
             <div className="segmented">
@@ -253,7 +365,15 @@ export function TrainingWizard() {
                   <div className="grid-2">
                     <label className="field">
                       <span>{t('wizard.target')}</span>
-                      <select value={target} onChange={(e) => setTarget(e.target.value)} data-testid="wizard-target">
+                      <select
+                        value={target}
+                        onChange={(e) => {
+                          setTarget(e.target.value)
+                          toggleDrop(e.target.value, false)
+                          setColumnType(e.target.value, '')
+                        }}
+                        data-testid="wizard-target"
+                      >
                         {preview.header.map((h) => (
                           <option key={h} value={h}>
                             {h}
@@ -274,8 +394,13 @@ export function TrainingWizard() {
                     <table className="table table-compact" aria-label={t('wizard.preview')}>
                       <thead>
                         <tr>
-                          {preview.header.map((h) => (
-                            <th key={h} scope="col" className={h === target ? 'is-target' : ''}>
+                          {preview.header.slice(0, PREVIEW_COLUMNS).map((h) => (
+                            <th
+                              key={h}
+                              scope="col"
+                              className={h === target ? 'is-target' : ''}
+                              style={dropped.includes(h) ? { opacity: 0.4, textDecoration: 'line-through' } : undefined}
+                            >
                               {h}
                             </th>
                           ))}
@@ -284,8 +409,12 @@ export function TrainingWizard() {
                       <tbody>
                         {preview.rows.map((r, i) => (
                           <tr key={i}>
-                            {r.map((c, j) => (
-                              <td key={j} className={preview.header[j] === target ? 'is-target' : ''}>
+                            {r.slice(0, PREVIEW_COLUMNS).map((c, j) => (
+                              <td
+                                key={j}
+                                className={preview.header[j] === target ? 'is-target' : ''}
+                                style={dropped.includes(preview.header[j] ?? '') ? { opacity: 0.4 } : undefined}
+                              >
                                 {c}
                               </td>
                             ))}
@@ -294,6 +423,87 @@ export function TrainingWizard() {
                       </tbody>
                     </table>
                   </div>
+                  {idLike.map((c) => (
+                    <div key={c.name} className="callout callout-warning" role="status" data-testid="wizard-idlike" data-column={c.name}>
+                      <p>{t('wizard.idLike', { name: c.name })}</p>
+                      <button
+                        type="button"
+                        className="btn btn-sm"
+                        onClick={() => toggleDrop(c.name, true)}
+                        data-testid={`wizard-idlike-drop-${c.name}`}
+                      >
+                        {t('wizard.idLikeDrop', { name: c.name })}
+                      </button>
+                    </div>
+                  ))}
+                  <fieldset className="field">
+                    <legend>{t('wizard.columns')}</legend>
+                    <small className="muted">{t('wizard.columnsHint')}</small>
+                    <div className="table-wrap">
+                      <table className="table table-compact" data-testid="wizard-columns">
+                        <thead>
+                          <tr>
+                            <th scope="col">{t('wizard.columnKeep')}</th>
+                            <th scope="col">{t('wizard.columnName')}</th>
+                            <th scope="col">{t('wizard.columnDetected')}</th>
+                            <th scope="col">{t('wizard.columnType')}</th>
+                          </tr>
+                        </thead>
+                        <tbody>
+                          {(profiles ?? []).map((c) => {
+                            const isTarget = c.name === target
+                            const isDropped = !isTarget && dropped.includes(c.name)
+                            return (
+                              <tr key={c.name} data-testid="wizard-column" data-column={c.name} data-dropped={isDropped}>
+                                <td>
+                                  <input
+                                    type="checkbox"
+                                    checked={!isDropped}
+                                    disabled={isTarget}
+                                    onChange={(e) => toggleDrop(c.name, !e.target.checked)}
+                                    aria-label={`${t('wizard.columnKeep')} ${c.name}`}
+                                    data-testid={`wizard-keep-${c.name}`}
+                                  />
+                                </td>
+                                <td className={isTarget ? 'is-target' : ''}>
+                                  <span className="mono">{c.name}</span>
+                                  {isTarget && <> <span className="badge">{t('wizard.targetColumn')}</span></>}
+                                  {isDropped && <> <span className="badge">{t('wizard.dropped')}</span></>}
+                                </td>
+                                <td className="muted">{t(c.numeric ? 'wizard.detectedNumeric' : 'wizard.detectedText')}</td>
+                                <td>
+                                  <select
+                                    value={columnTypes[c.name] ?? ''}
+                                    disabled={isTarget || isDropped}
+                                    onChange={(e) => setColumnType(c.name, e.target.value as '' | ColumnType)}
+                                    aria-label={`${t('wizard.columnType')} ${c.name}`}
+                                    data-testid={`wizard-type-${c.name}`}
+                                  >
+                                    <option value="">{t('wizard.typeAuto')}</option>
+                                    <option value="numeric">{t('wizard.typeNumeric')}</option>
+                                    <option value="categorical">{t('wizard.typeCategorical')}</option>
+                                  </select>
+                                </td>
+                              </tr>
+                            )
+                          })}
+                        </tbody>
+                      </table>
+                    </div>
+                  </fieldset>
+                  {keptFeatures.length > 0 && (
+                    <ImageInputFields
+                      draft={imageDraft}
+                      onChange={setImageDraft}
+                      features={keptFeatures.length}
+                      testId="wizard-image"
+                    />
+                  )}
+                  {keptFeatures.length === 0 && (
+                    <p className="form-error" role="alert" data-testid="wizard-no-features">
+                      {t('wizard.noFeaturesLeft')}
+                    </p>
+                  )}
                 </>
               )}
             </>
@@ -410,14 +620,25 @@ export function TrainingWizard() {
   )
 }
 
-function TrainingProgress({ job, onDone, onRetry }: { job: TrainingJob; onDone: (finished: TrainingJob) => void; onRetry: () => void }) {
+export function TrainingProgress({ job, onDone, onRetry }: { job: TrainingJob; onDone: (finished: TrainingJob) => void; onRetry: () => void }) {
   const { t } = useI18n()
   const [lines, setLines] = useState<string[]>([])
   const [status, setStatus] = useState<JobStatus>(job.status)
   const [progress, setProgress] = useState(job.progress ?? 0)
   const [error, setError] = useState<string | null>(null)
   const [pollError, setPollError] = useState<string | null>(null)
+  const [queuePosition, setQueuePosition] = useState<number | null>(job.queue_position ?? null)
+  const [confirmCancel, setConfirmCancel] = useState(false)
   const logRef = useRef<HTMLPreElement>(null)
+  const active = status === 'queued' || status === 'running'
+
+  const cancelJob = async () => {
+    const ended = await api.cancelTrainingJob(job.id)
+    setConfirmCancel(false)
+    setStatus(ended.status)
+    setQueuePosition(null)
+    if (ended.status === 'failed') setError(ended.error ?? t('wizard.failed'))
+  }
 
   useEffect(() => {
     let cancelled = false
@@ -433,7 +654,9 @@ function TrainingProgress({ job, onDone, onRetry }: { job: TrainingJob; onDone: 
         if (cancelled) return
         setProgress(current.progress ?? 0)
         setStatus(current.status)
+        setQueuePosition(current.queue_position ?? null)
         setPollError(null)
+        if (current.status === 'cancelled') return
         if (current.status === 'failed') {
           setError(current.error ?? t('wizard.failed'))
           return
@@ -470,6 +693,7 @@ function TrainingProgress({ job, onDone, onRetry }: { job: TrainingJob; onDone: 
     running: t('job.running'),
     succeeded: t('job.succeeded'),
     failed: t('job.failed'),
+    cancelled: t('job.cancelled'),
   }
   return (
     <section className="panel" aria-labelledby="training-title">
@@ -477,10 +701,27 @@ function TrainingProgress({ job, onDone, onRetry }: { job: TrainingJob; onDone: 
         <h2 id="training-title" className="h-small">
           {t('wizard.trainingLog')}
         </h2>
-        <span className={`badge badge-job-${status}`} data-testid="training-status" data-status={status}>
-          {statusLabel[status]}
-        </span>
+        <div className="actions">
+          {active && (
+            <button
+              type="button"
+              className="btn btn-sm btn-danger"
+              onClick={() => setConfirmCancel(true)}
+              data-testid="training-cancel"
+            >
+              {t('wizard.cancelJob')}
+            </button>
+          )}
+          <span className={`badge badge-job-${status}`} data-testid="training-status" data-status={status}>
+            {statusLabel[status]}
+          </span>
+        </div>
       </div>
+      {status === 'queued' && queuePosition !== null && (
+        <p className="muted small" data-testid="training-queue-position">
+          {t('wizard.queuePosition', { position: queuePosition })}
+        </p>
+      )}
       <div
         className="progress"
         role="progressbar"
@@ -490,13 +731,36 @@ function TrainingProgress({ job, onDone, onRetry }: { job: TrainingJob; onDone: 
         aria-label={t('wizard.progress')}
         data-testid="training-progress"
       >
-        <div className={`progress-bar ${status === 'failed' ? 'is-failed' : ''}`} style={{ width: `${pct}%` }} />
+        <div
+          className={`progress-bar ${status === 'failed' || status === 'cancelled' ? 'is-failed' : ''}`}
+          style={{ width: `${pct}%` }}
+        />
         <span className="progress-text">{pct} %</span>
       </div>
       <pre className="log mono" ref={logRef} data-testid="training-log" aria-live="polite" tabIndex={0}>
         {lines.length === 0 ? t('wizard.waitingLog') : lines.join('\n')}
       </pre>
       {pollError && <p className="muted small">{t('wizard.pollError', { message: pollError })}</p>}
+      {status === 'cancelled' && (
+        <div className="callout callout-warning" role="status" data-testid="training-cancelled">
+          <strong>{t('wizard.cancelled')}</strong>
+          <div>
+            <button type="button" className="btn btn-sm" onClick={onRetry}>
+              {t('wizard.changeSettings')}
+            </button>
+          </div>
+        </div>
+      )}
+      {confirmCancel && (
+        <ConfirmDialog
+          title={t('wizard.cancelJobTitle')}
+          message={t('wizard.cancelJobConfirm')}
+          confirmLabel={t('wizard.cancelJobOk')}
+          danger
+          onConfirm={cancelJob}
+          onCancel={() => setConfirmCancel(false)}
+        />
+      )}
       {error && (
         <div className="callout callout-error" role="alert" data-testid="training-error">
           <strong>{t('wizard.failed')}</strong> {error}

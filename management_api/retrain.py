@@ -1,0 +1,211 @@
+"""Retraining an API's model (issue 15): a training job on the served version's recipe, optionally
+with the ground truth sent as feedback joined to the inputs ingress logged.
+
+The recipe is read from what the served version recorded: its source (``builtin:<dataset>``), its
+algorithm and resolved parameters, and its train/test sizes (the test share they were split
+with). A version trained from a CSV cannot be retrained: the CSV is not kept (409
+``RECIPE_UNAVAILABLE``), nor can an uploaded one. Every check (and the feedback query) happens
+before the job is queued, so a refusal queues nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from management_api.accounts import Principal
+from management_api.datasets import DATASETS
+from management_api.db import ExportedApi, Model, ModelVersion
+from management_api.errors import Conflict, NotFound, ServiceUnavailable
+from management_api.exports import owned_apis
+from management_api.jobs import TrainingJobs
+from management_api.queries import MonitoringQueries
+from schemas.resources import Role, TrainingJob
+
+RECIPE_UNAVAILABLE = "RECIPE_UNAVAILABLE"
+NO_FEEDBACK = "NO_FEEDBACK"
+MAX_FEEDBACK_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a version was trained, enough to train it again."""
+
+    dataset: str
+    algorithm: str
+    params: dict[str, Any]
+    test_size: float
+
+
+def split_share_of(n_train: int, n_test: int) -> float:
+    """The test share a split of ``n_train + n_test`` rows into ``n_test`` held-out rows was made
+    with: the shortest decimal ``t`` with ``ceil(t * n) == n_test`` (scikit-learn's rounding)."""
+    n = n_train + n_test
+    if n <= 0 or n_test <= 0:
+        return 0.2
+    for digits in range(1, 7):
+        step = 10.0**-digits
+        low = math.floor((n_test - 1) / n / step) * step
+        for k in range(0, 12):
+            t = round(low + k * step, digits)
+            if 0.05 < t < 0.9 and math.ceil(round(t * n, 9)) == n_test:
+                return t
+    return round(min(0.89, max(0.051, n_test / n)), 6)
+
+
+def recipe_of(version: ModelVersion) -> Recipe:
+    """The served version's recipe, or 409 ``RECIPE_UNAVAILABLE`` saying why there is none."""
+    source = version.source or ""
+    kind, _, name = source.partition(":")
+    if kind == "builtin" and name in DATASETS:
+        return Recipe(
+            dataset=name,
+            algorithm=version.algorithm,
+            params=dict(version.params or {}),
+            test_size=split_share_of(version.n_train, version.n_test),
+        )
+    if kind == "csv":
+        reason = (
+            f"version {version.number} was trained from the CSV {name!r}, which modelgate does "
+            "not keep; train a new version from the CSV (the training wizard) instead"
+        )
+    elif source == "upload":
+        reason = (
+            f"version {version.number} was uploaded, not trained here; upload a new version instead"
+        )
+    else:
+        reason = f"version {version.number} records no recipe it can be trained again from"
+    raise Conflict(
+        reason,
+        code=RECIPE_UNAVAILABLE,
+        details={"version": version.number, "source": source[:200]},
+    )
+
+
+def feedback_rows_sql(database: str) -> str:
+    """The latest ``actual`` per request of an API joined with the request's logged input (only
+    the events that have feedback are read: the event id's bloom filter skips the rest)."""
+    return f"""
+SELECT e.logged_input AS input, f.actual AS actual
+FROM (
+    SELECT request_id, argMax(actual, received_at) AS actual
+    FROM {database}.feedback
+    WHERE api_id = {{api_id:String}}
+    GROUP BY request_id
+) AS f
+INNER JOIN (
+    SELECT event_id, any(input) AS logged_input
+    FROM {database}.request_events
+    WHERE api_id = {{api_id:String}} AND status_code = 200 AND input != ''
+        AND event_id IN (
+            SELECT request_id FROM {database}.feedback WHERE api_id = {{api_id:String}}
+        )
+    GROUP BY event_id
+) AS e ON e.event_id = f.request_id
+LIMIT {{limit:UInt32}}
+"""
+
+
+def rows_of(found: list[dict[str, Any]], features: list[str], target: str) -> list[dict[str, Any]]:
+    """Training rows from logged inputs (one JSON object each) and their actual values; inputs
+    that are not one object of the version's features (a batch, an image) are left out."""
+    names = set(features)
+    rows: list[dict[str, Any]] = []
+    for item in found:
+        try:
+            data = orjson.loads(item["input"])
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(data, dict) or not names.intersection(data):
+            continue
+        row = {k: v for k, v in data.items() if k in names and not isinstance(v, (dict, list))}
+        if not row:
+            continue
+        row[target] = item["actual"]
+        rows.append(row)
+    return rows
+
+
+async def feedback_rows(
+    queries: MonitoringQueries, api_id: str, features: list[str], target: str, limit: int
+) -> list[dict[str, Any]]:
+    """An API's feedback rows as training rows (503 if ClickHouse cannot answer)."""
+    database = queries.database
+    try:
+        exists = await queries.client.query(f"EXISTS TABLE {database}.feedback", parameters={})
+        if not exists.result_rows or not exists.result_rows[0][0]:
+            raise Conflict(
+                "no feedback is stored on this deployment (its ClickHouse has no feedback "
+                "table); retrain without include_feedback",
+                code=NO_FEEDBACK,
+            )
+        result = await queries.client.query(
+            feedback_rows_sql(database), parameters={"api_id": api_id, "limit": limit}
+        )
+        found = list(result.named_results())
+    except (ConnectionError, TimeoutError, OSError) as exc:
+        raise ServiceUnavailable(
+            "the monitoring store (ClickHouse) is unavailable; retry shortly"
+        ) from exc
+    return await asyncio.to_thread(rows_of, found, features, target)
+
+
+async def retrain(
+    sessions: async_sessionmaker[AsyncSession],
+    jobs: TrainingJobs,
+    queries: MonitoringQueries | None,
+    principal: Principal,
+    api_id: str,
+    include_feedback: bool,
+) -> TrainingJob:
+    """Queue a job training the next version of the API's model on its served version's recipe
+    (the API's owner owns the job and the version, whoever of the owner or an admin asked)."""
+    async with sessions() as session:
+        api = await session.scalar(owned_apis(principal).where(ExportedApi.id == api_id))
+        if api is None:
+            raise NotFound("no such API", details={"api_id": api_id})
+        model = await session.get(Model, api.model_id)
+        version = await session.get(ModelVersion, api.model_version_id)
+        if model is None or version is None:
+            raise Conflict(
+                "this API serves no model version any more; export the model again",
+                code=RECIPE_UNAVAILABLE,
+                details={"api_id": api_id},
+            )
+        owner_id, model_name, log_payloads = api.owner_id, model.name, api.log_payloads
+    recipe = recipe_of(version)
+    extra: list[dict[str, Any]] | None = None
+    if include_feedback:
+        if queries is None:
+            raise ServiceUnavailable("the monitoring store (ClickHouse) is not configured")
+        features = [str(f["name"]) for f in version.features]
+        extra = await feedback_rows(
+            queries, api_id, features, "target", min(MAX_FEEDBACK_ROWS, jobs.limits.csv.max_rows)
+        )
+        if not extra:
+            raise Conflict(
+                "no feedback can be joined to a logged input of this API yet"
+                + ("" if log_payloads else " (payload logging is off: inputs are not kept)")
+                + "; send feedback for answered requests, or retrain without it",
+                code=NO_FEEDBACK,
+                details={"api_id": api_id, "log_payloads": log_payloads},
+            )
+    owner = (
+        principal
+        if principal.user_id == owner_id
+        else Principal(user_id=owner_id, username="", role=Role.USER)
+    )
+    return await jobs.submit_builtin(
+        owner,
+        model_name,
+        recipe.dataset,
+        recipe.algorithm,
+        recipe.params,
+        recipe.test_size,
+        extra_rows=extra,
+    )
