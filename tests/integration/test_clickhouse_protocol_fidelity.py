@@ -51,6 +51,12 @@ def _session_client(url: str, database: str, session_id: str) -> clickhouse_conn
     )
 
 
+# One thread, small blocks: the rows before the failing one come out first, in order, so the
+# error always follows more than a MiB of output (with several threads on a loaded machine the
+# failing block could be computed first and the error come before any header: a 500).
+IN_ORDER = "SETTINGS max_threads = 1, max_block_size = 8192"
+
+
 def _raw(url: str, query: str, params: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
     """One raw POST (statuses, headers and bytes the clients hide)."""
     target = parse_url(url)
@@ -170,7 +176,10 @@ def test_a_session_runs_one_request_at_a_time(clickhouse_server: str, ch_databas
 def test_an_error_after_the_first_mib_of_a_stream_is_raised_by_the_client(client) -> None:
     """An error after the headers are sent (status 200) is raised by clickhouse-connect, not
     returned as a short result."""
-    sql = "SELECT number, repeat('x', 50) FROM numbers(300000) WHERE throwIf(number = 200000) = 0"
+    sql = (
+        "SELECT number, repeat('x', 50) FROM numbers(300000) WHERE throwIf(number = 200000) = 0 "
+        + IN_ORDER
+    )
     with pytest.raises((StreamFailureError, DatabaseError)) as caught:
         with client.query_rows_stream(sql) as stream:
             for _ in stream:
@@ -185,7 +194,7 @@ def test_an_error_after_the_headers_is_written_between_tagged_exception_markers(
     __exception__, the tag, the Code: N text, its length and the tag again."""
     sql = (
         "SELECT number, repeat('x', 50) FROM numbers(300000) "
-        "WHERE throwIf(number = 200000) = 0 FORMAT TabSeparated"
+        f"WHERE throwIf(number = 200000) = 0 {IN_ORDER} FORMAT TabSeparated"
     )
     status, headers, body = _raw(clickhouse_server, sql)
     assert status == 200
