@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from infra.topology import DeclaredTopology, Topology, declare_topology, delete_topology
 from tests.services import CLICKHOUSE_HOWTO, EmbeddedClickHouse, find_rabbitmq
+from tests.teardown import bounded
 
 
 @pytest.fixture(scope="session")
@@ -85,11 +86,15 @@ async def amqp(
     """A connection to the real broker; the test's namespace is deleted afterwards."""
     connection = await aio_pika.connect_robust(rabbitmq_url)
     yield connection
-    try:
+
+    async def clean_up() -> None:
         channel = await connection.channel()
         await delete_topology(channel, topology_names)
+
+    try:
+        await bounded(clean_up(), "delete the test's broker namespace")
     finally:
-        await connection.close()
+        await bounded(connection.close(), "close the test's broker connection")
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from predictor.settings import PredictorSettings
 from predictor.worker import Worker
 from schemas import ApiChanged, ApiChangeKind, ApiRecord, ApiStatus, FeatureSpec, FeatureType, Task
 from tests.services import free_port
+from tests.teardown import bounded
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 HOUSE_FEATURES = ["size", "rooms", "color", "garden"]
@@ -188,7 +189,7 @@ async def world(
     responder = RegistryResponder(channel, topology, world.source)
     await responder.start()
     yield world
-    await responder.stop()
+    await bounded(responder.stop(), "registry responder stop")
 
 
 @dataclass
@@ -244,7 +245,7 @@ async def start_ingress(
 
     yield start
     for running in started:
-        await running.runner.cleanup()
+        await bounded(running.runner.cleanup(), "in-process ingress cleanup")
 
 
 async def wait_until_ready(url: str, timeout: float = 45.0) -> None:
@@ -288,7 +289,7 @@ async def start_worker(
 
     yield start
     for worker in workers:
-        await worker.stop()
+        await bounded(worker.stop(), f"in-process predictor {worker.worker_id} stop")
 
 
 @pytest.fixture
