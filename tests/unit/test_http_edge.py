@@ -49,7 +49,9 @@ async def test_gzip_with_thousands_of_members_is_a_400_not_quadratic_work() -> N
     assert await http.inflate(allowed, "gzip", 10**6) == b"[1]"
 
 
-@pytest.mark.parametrize("data", [b"\x1f\x8bnot gzip at all", gzip.compress(b"x" * 1000)[:-12]])
+@pytest.mark.parametrize(
+    "data", [b"\x1f\x8bnot gzip at all", gzip.compress(b"x" * 1000, mtime=0)[:-12]]
+)
 async def test_corrupt_or_truncated_gzip_is_a_400(data: bytes) -> None:
     with pytest.raises(http.BodyError) as caught:
         await http.inflate(data, "gzip", 10**6)
