@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from management_api.accounts import Principal
 from management_api.datasets import DATASETS
 from management_api.db import ExportedApi, Model, ModelVersion
+from management_api.drift import QUERY_SETTINGS
 from management_api.errors import Conflict, NotFound, ServiceUnavailable
 from management_api.exports import owned_apis
 from management_api.jobs import TrainingJobs
 from management_api.queries import MonitoringQueries
+from management_api.reference import boolean_label
+from schemas import FeatureSpec, FeatureType, Task
 from schemas.resources import Role, TrainingJob
 
 RECIPE_UNAVAILABLE = "RECIPE_UNAVAILABLE"
@@ -131,6 +135,50 @@ def rows_of(found: list[dict[str, Any]], features: list[str], target: str) -> li
     return rows
 
 
+def _fits(value: Any, spec: FeatureSpec) -> bool:
+    """Whether a logged value can be a training value of ``spec`` without changing its type."""
+    if spec.type in (FeatureType.NUMBER, FeatureType.INTEGER):
+        if isinstance(value, bool):
+            return False
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            return False
+        return math.isfinite(number) and (spec.type != FeatureType.INTEGER or number % 1 == 0)
+    if spec.type == FeatureType.BOOLEAN:
+        return boolean_label(value) is not None
+    return value is not None and (not spec.categories or str(value).strip() in spec.categories)
+
+
+def _target_fits(actual: Any, task: Task, classes: Collection[str] | None) -> bool:
+    if task == Task.REGRESSION:
+        try:
+            return math.isfinite(float(actual))
+        except (TypeError, ValueError, OverflowError):
+            return False
+    return actual is not None and (classes is None or str(actual) in classes)
+
+
+def fitting_rows(
+    rows: list[dict[str, Any]],
+    specs: Sequence[FeatureSpec],
+    target: str,
+    task: Task,
+    classes: Collection[str] | None,
+) -> list[dict[str, Any]]:
+    """The feedback rows that fit the served version: every required feature present, every
+    value of its feature's type, the truth one of the version's classes (classification) or a
+    finite number (regression). Feedback comes from whoever holds an API key, so anything else
+    would change the retrained version's classes or feature types, or fail its training."""
+    known = None if classes is None else {str(c) for c in classes}
+    return [
+        row
+        for row in rows
+        if _target_fits(row.get(target), task, known)
+        and all(_fits(row[s.name], s) if s.name in row else not s.required for s in specs)
+    ]
+
+
 async def feedback_rows(
     queries: MonitoringQueries, api_id: str, features: list[str], target: str, limit: int
 ) -> list[dict[str, Any]]:
@@ -145,7 +193,9 @@ async def feedback_rows(
                 code=NO_FEEDBACK,
             )
         result = await queries.client.query(
-            feedback_rows_sql(database), parameters={"api_id": api_id, "limit": limit}
+            feedback_rows_sql(database),
+            parameters={"api_id": api_id, "limit": limit},
+            settings=QUERY_SETTINGS,
         )
         found = list(result.named_results())
     except (ConnectionError, TimeoutError, OSError) as exc:
@@ -178,15 +228,31 @@ async def retrain(
                 details={"api_id": api_id},
             )
         owner_id, model_name, log_payloads = api.owner_id, model.name, api.log_payloads
+        task = model.task
     recipe = recipe_of(version)
     extra: list[dict[str, Any]] | None = None
     if include_feedback:
         if queries is None:
             raise ServiceUnavailable("the monitoring store (ClickHouse) is not configured")
-        features = [str(f["name"]) for f in version.features]
-        extra = await feedback_rows(
-            queries, api_id, features, "target", min(MAX_FEEDBACK_ROWS, jobs.limits.csv.max_rows)
+        specs = [FeatureSpec.model_validate(f) for f in version.features]
+        joined = await feedback_rows(
+            queries,
+            api_id,
+            [s.name for s in specs],
+            "target",
+            min(MAX_FEEDBACK_ROWS, jobs.limits.csv.max_rows),
         )
+        extra = await asyncio.to_thread(
+            fitting_rows, joined, specs, "target", Task(task), version.classes
+        )
+        if joined and not extra:
+            raise Conflict(
+                f"none of the {len(joined)} feedback rows fits version {version.number}: each "
+                "has a truth that is not one of its classes (or not a number), or a feature "
+                "value of the wrong type; retrain without include_feedback",
+                code=NO_FEEDBACK,
+                details={"api_id": api_id, "joined": len(joined)},
+            )
         if not extra:
             raise Conflict(
                 "no feedback can be joined to a logged input of this API yet"

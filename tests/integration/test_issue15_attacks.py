@@ -1,0 +1,158 @@
+# ruff: noqa: F811
+"""Issue 15's management inputs under attack: feedback is sent by whoever holds an API key, so
+``include_feedback`` must not let it change what the retrained version is (its classes, its
+feature types); drift's query parameters at their extremes answer clear 4xx errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from infra.clickhouse import create_async_client
+from management_api.retrain import fitting_rows
+from schemas import FeatureSpec, FeatureType, Task
+from tests.management_support import Api, api, clickhouse_db  # noqa: F401
+
+IRIS = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
+
+
+async def trained_iris_api(api: Api, owner: dict[str, str]) -> tuple[dict[str, Any], str]:
+    status, job = await api.call(
+        "POST",
+        "/api/models/train",
+        owner,
+        json={
+            "name": "flowers",
+            "dataset": "iris",
+            "algorithm": "random_forest",
+            "params": {"n_estimators": 7, "max_depth": 3},
+            "test_size": 0.3,
+        },
+    )
+    assert status == 202, job
+    v1 = await api.wait_job(owner, job["id"])
+    assert v1["status"] == "succeeded", v1
+    created = await api.export(owner, v1["model_id"])
+    return v1, str(created["api"]["id"])
+
+
+async def store_feedback(api: Api, api_id: str, pairs: list[tuple[dict[str, Any], str]]) -> None:
+    """Logged requests with these inputs, answered, and one feedback report each."""
+    settings = api.settings
+    db = settings.clickhouse_database
+    client = await create_async_client(settings.clickhouse_url, db)
+    now = datetime.now(UTC)
+    try:
+        await client.insert(
+            f"{db}.request_events",
+            [
+                [f"req-{i}", now, api_id, 200, orjson.dumps(row).decode()]
+                for i, (row, _) in enumerate(pairs)
+            ],
+            column_names=["event_id", "ts", "api_id", "status_code", "input"],
+        )
+        await client.insert(
+            f"{db}.feedback",
+            [[api_id, f"req-{i}", actual, now] for i, (_, actual) in enumerate(pairs)],
+            column_names=["api_id", "request_id", "actual", "received_at"],
+        )
+    finally:
+        await client.close()
+
+
+def flower(i: int, **changes: Any) -> dict[str, Any]:
+    return {
+        "sepal_length_cm": 5.0 + i / 10,
+        "sepal_width_cm": 3.0,
+        "petal_length_cm": 1.4,
+        "petal_width_cm": 0.2,
+        **changes,
+    }
+
+
+async def test_feedback_with_labels_outside_the_classes_does_not_change_the_retrained_classes(
+    api: Api,
+) -> None:
+    """A key holder's feedback with made-up labels or wrongly typed inputs is left out of the
+    retraining rows: the next version keeps the served version's classes; feedback of which no
+    row fits is refused with 409 NO_FEEDBACK, nothing queued."""
+    alice = await api.new_user("attack15-alice")
+    v1, api_id = await trained_iris_api(api, alice)
+    poison = [(flower(i), "pwned") for i in range(10)]
+    await store_feedback(api, api_id, poison)
+    status, body = await api.call(
+        "POST", f"/api/exports/{api_id}/retrain", alice, json={"include_feedback": True}
+    )
+    assert status == 409 and body["error"]["code"] == "NO_FEEDBACK", body
+    assert body["error"]["details"]["joined"] == 10
+
+    good = [(flower(i), "setosa") for i in range(10, 15)]
+    mistyped = [(flower(i, sepal_width_cm="wide"), "setosa") for i in range(15, 18)]
+    missing = [({"sepal_length_cm": 5.0}, "setosa")]
+    await store_feedback(api, api_id, poison + good + mistyped + missing)
+    status, job = await api.call(
+        "POST", f"/api/exports/{api_id}/retrain", alice, json={"include_feedback": True}
+    )
+    assert status == 202, job
+    done = await api.wait_job(alice, job["id"])
+    assert done["status"] == "succeeded", done
+    status, model = await api.call("GET", f"/api/models/{v1['model_id']}", alice)
+    assert status == 200, model
+    first, second = model["versions"]
+    assert second["classes"] == first["classes"] == ["setosa", "versicolor", "virginica"]
+    # Only the five fitting rows joined the 150 of the dataset.
+    assert second["n_train"] + second["n_test"] == 155, second
+
+
+def test_fitting_rows_keep_only_values_of_the_version_types() -> None:
+    specs = [
+        FeatureSpec(name="n", type=FeatureType.INTEGER),
+        FeatureSpec(name="x", type=FeatureType.NUMBER, required=False),
+        FeatureSpec(name="b", type=FeatureType.BOOLEAN),
+        FeatureSpec(name="c", type=FeatureType.CATEGORY, categories=["red", "blue"]),
+    ]
+    base = {"n": 3, "x": "2.5", "b": "yes", "c": "red", "target": "a"}
+    rows = [
+        base,
+        {**base, "n": 3.5},
+        {**base, "n": True},
+        {**base, "x": "inf"},
+        {**base, "b": "maybe"},
+        {**base, "c": "green"},
+        {k: v for k, v in base.items() if k != "n"},
+        {k: v for k, v in base.items() if k != "x"},
+        {**base, "target": "z"},
+    ]
+    kept = fitting_rows(rows, specs, "target", Task.CLASSIFICATION, ["a", "b"])
+    assert kept == [base, {k: v for k, v in base.items() if k != "x"}]
+    numbers = [{"n": 1, "b": "no", "c": "blue", "target": t} for t in ("1.5", "nan", "x", None)]
+    assert [r["target"] for r in fitting_rows(numbers, specs, "target", Task.REGRESSION, None)] == [
+        "1.5"
+    ]
+
+
+async def test_drift_parameters_at_their_extremes_are_clear_errors(api: Api) -> None:
+    """Unknown ranges, version 0, a version past any number and another user's API: 400 or
+    404 with the JSON error shape, never a 500."""
+    alice = await api.new_user("attack15-drift-alice")
+    bob = await api.new_user("attack15-drift-bob")
+    _, api_id = await trained_iris_api(api, alice)
+    for query, expected in (
+        ("range=10y", 400),
+        ("range=-1h", 400),
+        ("version=0", 400),
+        ("version=-3", 400),
+        ("version=abc", 400),
+        ("version=99999999999999999999999", 404),
+        ("version=2", 404),
+    ):
+        status, body = await api.call("GET", f"/api/exports/{api_id}/drift?{query}", alice)
+        assert status == expected, (query, body)
+        assert isinstance(body["error"]["code"], str), body
+    for path in ("drift", "performance?range=24h"):
+        status, body = await api.call("GET", f"/api/exports/{api_id}/{path}", bob)
+        assert status == 404 and body["error"]["code"] == "NOT_FOUND", (path, body)
+    status, body = await api.call("GET", f"/api/exports/{api_id}/performance?range=10y", alice)
+    assert status == 400, body
