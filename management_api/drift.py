@@ -60,6 +60,14 @@ parsed. A hash of the event id in PREWHERE was measured first: it parses few row
 granule's ``input`` is still decompressed, 2-3 s per million requests (bench/RESULTS.md "Drift
 queries (issue 15)"). PSI of a 30k-row sample over 10 bins against its own distribution is about
 (bins - 1) / rows = 0.0003 (tests/unit/test_drift_scores.py), far under the 0.1 warning level."""
+SAMPLE_ROWS = 100_000
+"""Rows (a batch request's instances each count) a report parses at most (about): a window of
+batch requests is sampled by its rows too, or 30k requests of 100 instances would each parse 3M
+rows."""
+QUERY_SETTINGS: dict[str, Any] = {"max_execution_time": 20, "timeout_overflow_mode": "throw"}
+"""Sent with every drift query: the route gives up after ``management_monitoring_timeout_s``,
+but ClickHouse keeps running a query whose HTTP client left; without a bound, a caller repeating
+a heavy report would pile up parses that stall every other monitoring query."""
 SLICES = 24
 GOLDEN = 0.6180339887498949
 
@@ -212,6 +220,7 @@ async def sampling(
     version_key: str,
     window: tuple[int, int, int],
     max_requests: int = SAMPLE_REQUESTS,
+    max_rows: int = SAMPLE_ROWS,
 ) -> Sampling:
     start, end, _step = window
     result = await queries.client.query(
@@ -222,9 +231,10 @@ async def sampling(
             "start_ms": start,
             "end_ms": end,
         },
+        settings=QUERY_SETTINGS,
     )
     requests, rows = (int(v or 0) for v in result.result_rows[0])
-    modulus = max(1, -(-requests // max(1, max_requests)))
+    modulus = max(1, -(-requests // max(1, max_requests)), -(-rows // max(1, max_rows)))
     return Sampling(requests, rows, modulus)
 
 
@@ -388,6 +398,7 @@ async def drift_counts(
                 "row_type": row_type(features),
                 **category_parameters([(f"f{i}", d) for i, d in enumerate(features)]),
             },
+            settings=QUERY_SETTINGS,
         )
         for slot, f, b, n in rows.result_rows:
             index = int(f) - 1  # 0: the rows themselves, i + 1: feature i
@@ -398,6 +409,7 @@ async def drift_counts(
     answered = await queries.client.query(
         prediction_counts_sql(queries.database, prediction, slices),
         parameters={**base, **category_parameters([("p", prediction)])},
+        settings=QUERY_SETTINGS,
     )
     by_slot: dict[int, list[float]] = {}
     for slot, b, n in answered.result_rows:

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from management_api.db import ExportedApi, Model
+from management_api.drift import QUERY_SETTINGS
 from management_api.monitoring_sql import check_database, check_range
 from management_api.queries import MonitoringQueries
 from schemas import Task
@@ -243,7 +244,7 @@ async def measure(
     figures: list[VersionPerformance] = []
     if classifier:
         counts: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)
-        result = await client.query(confusion_sql(db), parameters=params)
+        result = await client.query(confusion_sql(db), parameters=params, settings=QUERY_SETTINGS)
         for row in result.named_results():
             counts[row["version_key"]][(row["predicted"], row["actual"])] = int(row["n"])
         for key, pairs in counts.items():
@@ -260,7 +261,7 @@ async def measure(
                 )
             )
     else:
-        result = await client.query(errors_sql(db), parameters=params)
+        result = await client.query(errors_sql(db), parameters=params, settings=QUERY_SETTINGS)
         for row in result.named_results():
             info = info_of(row["version_key"])
             figures.append(
@@ -273,7 +274,9 @@ async def measure(
                 )
             )
     figures.sort(key=lambda v: v.version)
-    series_rows = await client.query(series_sql(db), parameters={**params, "step": step})
+    series_rows = await client.query(
+        series_sql(db), parameters={**params, "step": step}, settings=QUERY_SETTINGS
+    )
     series = [
         PerformancePoint(
             t=row["t"].replace(tzinfo=UTC) if row["t"].tzinfo is None else row["t"],
@@ -285,7 +288,11 @@ async def measure(
         for row in series_rows.named_results()
     ]
     reported = next(
-        iter((await client.query(unmatched_sql(db), parameters=params)).named_results())
+        iter(
+            (
+                await client.query(unmatched_sql(db), parameters=params, settings=QUERY_SETTINGS)
+            ).named_results()
+        )
     )
     matched = sum(v.n for v in figures)
     return Performance(

@@ -3,13 +3,25 @@ the reference profile's bins, and the ``drift_psi`` alert condition."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.spatial.distance import jensenshannon
 
 from management_api.alert_engine import Figures, condition
-from management_api.drift import SAMPLE_REQUESTS, time_slices
+from management_api.drift import (
+    QUERY_SETTINGS,
+    SAMPLE_REQUESTS,
+    SAMPLE_ROWS,
+    dimensions,
+    drift_counts,
+    sampling,
+    time_slices,
+)
+from management_api.queries import MonitoringQueries
 from management_api.reference import EPSILON, OTHER, build_profile, js_distance, psi
 from schemas import FeatureSpec, FeatureType, Task
 
@@ -116,3 +128,52 @@ def test_time_slices_cover_one_part_in_modulus_spread_over_every_bucket() -> Non
     assert slices == time_slices(window, 30)  # deterministic
     one = time_slices((0, 600_000, 600_000), 10)  # the alert rule's one-bucket window
     assert len(one) == 24 and all(0 <= a < b <= 600_000 for a, b in one)
+
+
+class RecordingClient:
+    """A ClickHouse client that answers ``rows`` to every query and records its settings."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self.rows = rows
+        self.settings: list[dict[str, Any] | None] = []
+
+    async def query(
+        self, sql: str, parameters: dict[str, Any], settings: dict[str, Any] | None = None
+    ) -> Any:
+        self.settings.append(settings)
+        return type("Result", (), {"result_rows": self.rows})()
+
+
+def test_a_window_of_batch_requests_is_sampled_by_its_rows() -> None:
+    """30k requests of 100 instances each are 3M rows to parse: the sample bounds rows too."""
+    client = RecordingClient([(SAMPLE_REQUESTS, SAMPLE_REQUESTS * 100)])
+    queries = MonitoringQueries(client, "modelgate_x")  # type: ignore[arg-type]
+    picked = asyncio.run(sampling(queries, "api", "api-v1", (0, 3_600_000, 300_000)))
+    assert picked.modulus * SAMPLE_ROWS >= SAMPLE_REQUESTS * 100
+    single = RecordingClient([(SAMPLE_REQUESTS, SAMPLE_REQUESTS)])
+    queries = MonitoringQueries(single, "modelgate_x")  # type: ignore[arg-type]
+    assert asyncio.run(sampling(queries, "api", "api-v1", (0, 3_600_000, 300_000))).modulus == 1
+
+
+def test_every_drift_query_bounds_its_time_on_the_server() -> None:
+    """The route stops waiting after its timeout, but ClickHouse would keep parsing: every drift
+    query carries ``max_execution_time`` so a repeated heavy report cannot pile up."""
+    reference = build_profile(
+        pd.DataFrame({"a": np.arange(100.0), "c": ["x", "y"] * 50}),
+        [
+            FeatureSpec(name="a", type=FeatureType.NUMBER),
+            FeatureSpec(name="c", type=FeatureType.CATEGORY),
+        ],
+        Task.CLASSIFICATION,
+        ["p", "q"] * 50,
+    )
+    features, prediction = dimensions(reference)
+    client = RecordingClient([(1, 1)])
+    queries = MonitoringQueries(client, "modelgate_x")  # type: ignore[arg-type]
+    window = (0, 3_600_000, 300_000)
+    asyncio.run(sampling(queries, "api", "api-v1", window))
+    client.rows = []
+    asyncio.run(drift_counts(queries, "api", "api-v1", features, prediction, window, 3))
+    assert len(client.settings) == 3
+    assert all(s == QUERY_SETTINGS for s in client.settings)
+    assert 0 < QUERY_SETTINGS["max_execution_time"] <= 60
