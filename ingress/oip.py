@@ -183,20 +183,35 @@ def model_metadata(entry: ApiEntry) -> dict[str, Any]:
 # --- tensors -----------------------------------------------------------------------------------
 
 
-def _flatten(data: Any) -> list[Any]:
-    """Nested lists flattened row-major (the protocol allows both forms); depth bounded."""
+def _flatten(name: str, data: Any, shape: list[int], count: int) -> list[Any]:
+    """Nested lists flattened row-major (the protocol allows both forms); depth bounded, and the
+    walk stopped one element past ``count`` (or past as many lists as such a tensor nests): what
+    the shape claims bounds the work, not what the body holds."""
     if not isinstance(data, list):
         return [data]
     out: list[Any] = []
+    lists, max_lists = 1, (count + 1) * MAX_NESTING
     stack = [iter(data)]
     while stack:
         for item in stack[-1]:
             if isinstance(item, list):
                 if len(stack) >= MAX_NESTING:
                     raise _bad(f"tensor data nested deeper than {MAX_NESTING} levels")
+                lists += 1
+                if lists > max_lists:
+                    raise _bad(
+                        f"input {name!r} nests more lists than its shape {shape} holds",
+                        {"input": name, "shape": shape},
+                    )
                 stack.append(iter(item))
                 break
             out.append(item)
+            if len(out) > count:
+                raise _bad(
+                    f"input {name!r} has more than {count} elements but its shape {shape} "
+                    f"holds {count}",
+                    {"input": name, "more_than": count, "shape": shape},
+                )
         else:
             stack.pop()
     return out
@@ -237,6 +252,11 @@ def _binary_values(name: str, datatype: str, raw: bytes, count: int) -> list[Any
         values: list[Any] = []
         offset = 0
         while offset < len(raw):
+            if len(values) == count:
+                raise _bad(
+                    f"input {name!r} has more than {count} BYTES elements for shape of {count}",
+                    {"input": name, "expected": count},
+                )
             if offset + 4 > len(raw):
                 raise _bad(f"input {name!r}: truncated BYTES element {len(values)}")
             (size,) = struct.unpack_from("<I", raw, offset)
@@ -293,8 +313,9 @@ class Tensor:
         self.values = values
 
 
-def _tensor(raw: Any, index: int, binary: BinaryPart) -> Tensor:
-    """One input of the request, checked; its data from ``binary`` when it says its size."""
+def _tensor(raw: Any, index: int, binary: BinaryPart, max_rows: int, max_elements: int) -> Tensor:
+    """One input of the request, checked; its data from ``binary`` when it says its size. The
+    shape is held to ``max_rows`` rows and ``max_elements`` elements before any data is read."""
     if not isinstance(raw, dict):
         raise _bad(f"inputs[{index}] must be an object with name, datatype, shape and data")
     name = raw.get("name")
@@ -320,6 +341,17 @@ def _tensor(raw: Any, index: int, binary: BinaryPart) -> Tensor:
             {"input": name, "shape": str(shape)[:60]},
         )
     count = math.prod(shape)
+    if shape[0] > max_rows:
+        raise _bad(
+            f"at most {max_rows} rows per request (input {name!r} has shape {shape})",
+            {"max_instances": max_rows, "instances": shape[0]},
+        )
+    if count > max_elements:
+        raise _bad(
+            f"input {name!r} has shape {shape}: {count} elements, more than the {max_elements} "
+            "a request of this model may hold",
+            {"input": name, "shape": shape, "max_elements": max_elements},
+        )
     parameters = raw.get("parameters")
     size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
     if size is not None:
@@ -329,7 +361,7 @@ def _tensor(raw: Any, index: int, binary: BinaryPart) -> Tensor:
     else:
         if "data" not in raw:
             raise _bad(f"input {name!r} has no data")
-        values = _flatten(raw["data"])
+        values = _flatten(name, raw["data"], shape, count)
         if len(values) != count:
             raise _bad(
                 f"input {name!r} has {len(values)} elements but its shape {shape} holds {count}",
@@ -404,7 +436,10 @@ class InferCodec:
         chunks = BinaryPart(binary)
         if len(inputs) > MAX_INPUTS:
             raise _bad(f"at most {MAX_INPUTS} inputs per request", {"inputs": len(inputs)})
-        tensors = [_tensor(raw, i, chunks) for i, raw in enumerate(inputs)]
+        max_elements = self._max_rows * max(1, len(entry.validator.feature_names))
+        tensors = [
+            _tensor(raw, i, chunks, self._max_rows, max_elements) for i, raw in enumerate(inputs)
+        ]
         if chunks.left:
             raise _bad(f"{chunks.left} bytes of binary data were not claimed by any input")
         names = [t.name for t in tensors]
@@ -548,7 +583,7 @@ class InferCodec:
             and inputs[0].get("datatype") == "BYTES"
         ):
             return body
-        tensor = _tensor(inputs[0], 0, BinaryPart(binary))
+        tensor = _tensor(inputs[0], 0, BinaryPart(binary), self._max_rows, self._max_rows)
         if len(tensor.shape) > 2 or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
             raise _bad(
                 f"input {tensor.name!r} has shape {tensor.shape}; images go as [N] or [N, 1]",

@@ -242,3 +242,126 @@ async def test_an_image_apis_bytes_input_becomes_its_pixel_features_and_bad_byte
     assert caught.value.status == 400 and caught.value.code == "INVALID_IMAGE"
     # A features API ignores the hook: its BYTES input is checked as features are.
     assert await codec.prepare(entry(), orjson.dumps(body)) == orjson.dumps(body)
+
+
+def binary_request(inputs: list[dict[str, Any]], data: bytes) -> tuple[bytes, str]:
+    head = orjson.dumps({"inputs": inputs})
+    return head + data, str(len(head))
+
+
+@pytest.mark.parametrize(
+    ("tensor", "words"),
+    [
+        # Shapes are held to the row cap (100 here) and to 100 rows of the 4 features before any
+        # data is looked at: the claim, not the data, is refused.
+        ({"name": "x", "datatype": "FP64", "shape": [2**31, 2**31]}, "at most 100 rows"),
+        ({"name": "size", "datatype": "FP64", "shape": [101], "data": "later"}, "at most 100"),
+        ({"name": "x", "datatype": "FP64", "shape": [1, 10**6]}, "more than the 400"),
+        ({"name": "x", "datatype": "FP64", "shape": [1, 2**62, 2**62]}, "more than the 400"),
+        # Data longer than its shape: the walk stops one element (or a few lists) past it.
+        ({"name": "size", "datatype": "FP64", "shape": [1], "data": [0] * 10_000}, "more than 1"),
+        ({"name": "size", "datatype": "FP64", "shape": [1], "data": [[]] * 10_000}, "more lists"),
+    ],
+)
+def test_a_shape_bounds_the_work_before_any_data_is_read(
+    tensor: dict[str, Any], words: str
+) -> None:
+    exc = error({"inputs": [tensor]})
+    assert exc.status == 400 and exc.code == "INVALID_INPUT" and words in exc.message, exc.message
+
+
+def test_binary_bytes_elements_past_the_shape_are_refused_at_the_first_one_too_many() -> None:
+    element = struct.pack("<I", 0)
+    tensor = {"name": "color", "datatype": "BYTES", "shape": [1]}
+    body, header = binary_request(
+        [{**tensor, "parameters": {"binary_data_size": 4 * 10_000}}], element * 10_000
+    )
+    with pytest.raises(IngressError) as caught:
+        rows(body, header)
+    assert caught.value.status == 400 and "more than 1 BYTES elements" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("inputs", "data", "header", "words"),
+    [
+        # A length prefix that claims more than the body holds.
+        (
+            [
+                {
+                    "name": "color",
+                    "datatype": "BYTES",
+                    "shape": [1],
+                    "parameters": {"binary_data_size": 8},
+                }
+            ],
+            struct.pack("<I", 2**31) + b"abcd",
+            None,
+            "truncated",
+        ),
+        # binary_data_size that disagrees with shape x datatype, or with the body.
+        (
+            [
+                {
+                    "name": "size",
+                    "datatype": "FP64",
+                    "shape": [2],
+                    "parameters": {"binary_data_size": 8},
+                }
+            ],
+            b"\0" * 8,
+            None,
+            "16 bytes",
+        ),
+        (
+            [
+                {
+                    "name": "size",
+                    "datatype": "FP64",
+                    "shape": [1],
+                    "parameters": {"binary_data_size": 2**40},
+                }
+            ],
+            b"\0" * 8,
+            None,
+            "does not match",
+        ),
+        (
+            [
+                {
+                    "name": "size",
+                    "datatype": "FP64",
+                    "shape": [1],
+                    "parameters": {"binary_data_size": -8},
+                }
+            ],
+            b"\0" * 8,
+            None,
+            "does not match",
+        ),
+        (
+            [
+                {
+                    "name": "size",
+                    "datatype": "FP64",
+                    "shape": [1],
+                    "parameters": {"binary_data_size": True},
+                }
+            ],
+            b"\0" * 8,
+            None,
+            "does not match",
+        ),
+        # The JSON part's length: past the body, negative, not a number.
+        ([], b"", "999999999", "Inference-Header-Content-Length"),
+        ([], b"", "-1", "Inference-Header-Content-Length"),
+        ([], b"", "12abc", "Inference-Header-Content-Length"),
+        ([], b"", "1" * 5000, "Inference-Header-Content-Length"),
+    ],
+)
+def test_lying_binary_sizes_are_a_400_that_says_which(
+    inputs: list[dict[str, Any]], data: bytes, header: str | None, words: str
+) -> None:
+    body, length = binary_request(inputs or [{"name": "x"}], data)
+    with pytest.raises(IngressError) as caught:
+        rows(body, header or length)
+    assert caught.value.status == 400 and words in caught.value.message, caught.value.message
