@@ -247,3 +247,51 @@ def test_a_photo_stored_sideways_is_turned_upright_by_its_exif_orientation() -> 
     turned = grid(image_features(out.getvalue(), DIGITS))
     assert (turned > 0).any(axis=1).all()  # tall again: ink on every row
     assert not (grid(image_features(sideways.getvalue(), DIGITS)) > 0).any(axis=1).all()
+
+
+def test_a_png_of_thousands_of_empty_chunks_is_refused_before_pillow_reads_them() -> None:
+    """Pillow reads every chunk before the pixels in Python, on the event loop: 80,000 empty
+    ones fit in a 1 MB body. A usual count of them passes."""
+    png = encode(square())
+    filler = png_chunk(b"teXt", b"") * 300  # ancillary, unknown to Pillow: skipped one by one
+    with pytest.raises(ImageError) as caught:
+        image_pixels(png[:33] + filler + png[33:])
+    assert caught.value.reason == "too_complex" and caught.value.details["max_chunks"] == 256
+    idat_at = png.index(b"IDAT") - 4
+    split = png_chunk(b"IDAT", b"") * 5000  # empty pixel-data chunks: as many walks
+    with pytest.raises(ImageError) as caught:
+        image_pixels(png[:idat_at] + split + png[idat_at:])
+    assert caught.value.reason == "too_complex" and caught.value.details["max_chunks"] == 4096
+    assert image_features(png[:33] + png_chunk(b"teXt", b"") * 20 + png[33:], DIGITS)
+
+
+def test_a_jpeg_of_thousands_of_segments_or_stray_bytes_is_refused_before_pillow_reads_it() -> None:
+    """Pillow walks markers in Python and skips fill bytes one at a time: a 1 MB run of 0xFF
+    after the first segment took 0.35 s of the event loop. A few fill bytes (which libjpeg
+    allows) pass."""
+    jpeg = encode(square().convert("RGB"), "JPEG")
+    app0_end = 4 + int.from_bytes(jpeg[4:6], "big")
+    comments = b"\xff\xfe\x00\x02" * 300
+    with pytest.raises(ImageError) as caught:
+        image_pixels(jpeg[:2] + comments + jpeg[2:])
+    assert caught.value.reason == "too_complex" and caught.value.details["max_segments"] == 256
+    with pytest.raises(ImageError) as caught:
+        image_pixels(jpeg[:app0_end] + b"\xff" * 5000 + jpeg[app0_end:])
+    assert caught.value.reason == "too_complex"
+    assert caught.value.details["max_stray_bytes"] == 1024
+    few = jpeg[:app0_end] + b"\xff" * 8 + jpeg[app0_end:]
+    assert grid(image_features(few, DIGITS)).max() == 16
+
+
+def test_more_images_than_a_request_may_hold_are_refused_before_any_is_decoded() -> None:
+    """10,000 one-pixel PNGs fit in a 1 MB body: 2 s of decoding before the instance cap."""
+    bad = orjson.dumps({"instances": [{"image": "%%% not base64 %%%"}] * 101})
+    with pytest.raises(ImageError) as caught:
+        asyncio.run(features_body(DIGITS, NAMES, "application/json", bad))
+    assert caught.value.reason == "too_many_images" and caught.value.details["images"] == 101
+    b64 = base64.b64encode(encode(square())).decode()
+    two = orjson.dumps({"instances": [{"image": b64}] * 2})
+    with pytest.raises(ImageError) as caught:
+        asyncio.run(features_body(DIGITS, NAMES, "application/json", two, max_images=1))
+    assert caught.value.details == {"reason": "too_many_images", "images": 2, "max_images": 1}
+    assert asyncio.run(features_body(DIGITS, NAMES, "application/json", two, max_images=2))
