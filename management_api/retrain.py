@@ -93,7 +93,10 @@ def recipe_of(version: ModelVersion) -> Recipe:
 
 def feedback_rows_sql(database: str) -> str:
     """The latest ``actual`` per request of an API joined with the request's logged input (only
-    the events that have feedback are read: the event id's bloom filter skips the rest)."""
+    the events that have feedback are read: the event id's bloom filter skips the rest). The
+    logged inputs are the join's in-memory side: at most ``limit`` of them are read (``LIMIT 1
+    BY`` keeps one per event without aggregating every input first), not every input that ever
+    got feedback."""
     return f"""
 SELECT e.logged_input AS input, f.actual AS actual
 FROM (
@@ -103,13 +106,14 @@ FROM (
     GROUP BY request_id
 ) AS f
 INNER JOIN (
-    SELECT event_id, any(input) AS logged_input
+    SELECT event_id, input AS logged_input
     FROM {database}.request_events
     WHERE api_id = {{api_id:String}} AND status_code = 200 AND input != ''
         AND event_id IN (
             SELECT request_id FROM {database}.feedback WHERE api_id = {{api_id:String}}
         )
-    GROUP BY event_id
+    LIMIT 1 BY event_id
+    LIMIT {{limit:UInt32}}
 ) AS e ON e.event_id = f.request_id
 LIMIT {{limit:UInt32}}
 """

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from infra.clickhouse import create_async_client
-from management_api.retrain import fitting_rows
+from management_api.retrain import feedback_rows_sql, fitting_rows
 from schemas import FeatureSpec, FeatureType, Task
 from tests.management_support import Api, api, clickhouse_db  # noqa: F401
 
@@ -156,3 +156,12 @@ async def test_drift_parameters_at_their_extremes_are_clear_errors(api: Api) -> 
         assert status == 404 and body["error"]["code"] == "NOT_FOUND", (path, body)
     status, body = await api.call("GET", f"/api/exports/{api_id}/performance?range=10y", alice)
     assert status == 400, body
+
+
+def test_the_feedback_join_reads_at_most_limit_logged_inputs() -> None:
+    """The logged inputs are the join's in-memory side: they are limited before the join (one per
+    event), not aggregated in full with only the joined result limited."""
+    sql = feedback_rows_sql("modelgate_x")
+    inputs = sql[sql.index("INNER JOIN") :]
+    assert "LIMIT 1 BY event_id" in inputs and "{limit:UInt32}" in inputs.split(") AS e")[0]
+    assert "GROUP BY event_id" not in sql
