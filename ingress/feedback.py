@@ -2,7 +2,8 @@
 
 Body ``{"request_id": str, "actual": scalar}`` or ``{"items": [...]}`` (at most ``MAX_ITEMS``),
 with the API's key as for predictions. Every item is checked before anything is sent: a bad body
-is a 400 naming the item and field, and nothing of it is stored. The items leave as one
+(a request reported twice in it included) is a 400 naming the item and field, and nothing of it
+is stored. The items leave as one
 ``FeedbackBatch`` on the ``events`` exchange (routing key ``feedback``) with publisher confirms,
 and the answer (202 ``{"accepted": n}``) is written only once the broker confirmed it: an answered
 report is durable in the broker (its queue is a quorum queue), an unconfirmed one is a 503 the
@@ -138,6 +139,7 @@ def parse_items(body: bytes, classifier: bool) -> list[tuple[str, str]]:
         items, where = [payload], ""
     task = "classification" if classifier else "regression"
     parsed: list[tuple[str, str]] = []
+    first_at: dict[str, str] = {}
     for n, item in enumerate(items):
         at = f"{where}{n}" if where else "body"
         if not isinstance(item, dict):
@@ -153,6 +155,15 @@ def parse_items(body: bytes, classifier: bool) -> list[tuple[str, str]]:
                 "request_id must be the request_id a prediction answered with (32 hex digits)",
                 {"item": at, "request_id": "expected 32 lowercase hex digits"},
             )
+        if request_id in first_at:
+            # Two truths for one request in one batch share their received_at: the retraining
+            # export would pick either. One report per request and batch, then.
+            raise _invalid(
+                f"request_id {request_id} is reported twice in this batch; send one report per "
+                "request (a later request may correct it)",
+                {"item": at, "request_id": "duplicate", "first": first_at[request_id]},
+            )
+        first_at[request_id] = at
         if "actual" not in item:
             raise _invalid("actual is required", {"item": at, "actual": "field required"})
         actual = actual_text(item["actual"], classifier)

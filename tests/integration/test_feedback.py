@@ -441,3 +441,76 @@ async def test_accuracy_drop_fires_and_performance_route_answers_per_version(
 
     alert = await wait_until(firing, "accuracy_drop firing")
     assert alert["value"] == pytest.approx(0.6)
+
+
+async def test_feedback_counts_only_for_the_api_whose_key_sent_it_and_bad_batches_store_nothing(
+    world: PredictionWorld,
+    start_ingress: Any,
+    start_worker: Any,
+    start_consumer: Consumer,
+    clickhouse_server: str,
+    migrated: str,
+) -> None:
+    """An attacker holding API "limited"'s key reports wrong truths for "iris"'s request ids:
+    ingress cannot know whose an id is, so it takes them, but as "limited"'s; iris's figures
+    count only iris's own reports. A batch reporting one request twice, an over-long label and
+    a lying id are 400s that store nothing."""
+    await start_worker()
+    await start_consumer()
+    ingress = await start_ingress()
+    iris_key, limited_key = world.keys["iris"], world.keys["limited"]
+    predict = f"{ingress.url}/api/predict"
+    async with aiohttp.ClientSession() as http:
+        answers = [await post(http, f"{predict}/iris", iris_key, row) for row in IRIS_ROWS[:3]]
+        assert all(status == 200 for status, _ in answers), answers
+        ids = [body["request_id"] for _, body in answers]
+        predicted = [body["prediction"] for _, body in answers]
+        classes = ["setosa", "versicolor", "virginica"]
+        wrong = [next(c for c in classes if c != p) for p in predicted]
+
+        hostile = [{"request_id": i, "actual": w} for i, w in zip(ids, wrong, strict=True)]
+        status, body = await post(
+            http, f"{predict}/limited/feedback", limited_key, {"items": hostile}
+        )
+        assert (status, body) == (202, {"accepted": 3}), body
+        # The path names iris, the key is limited's: refused.
+        status, body = await post(http, f"{predict}/iris/feedback", limited_key, hostile[0])
+        assert status == 403 and body["error"]["code"] == "INVALID_API_KEY", body
+
+        feedback = f"{predict}/iris/feedback"
+        twice = {"items": [{"request_id": ids[0], "actual": p} for p in classes[:2]]}
+        status, body = await post(http, feedback, iris_key, twice)
+        assert status == 400 and body["error"]["details"]["first"] == "items.0", body
+        status, body = await post(
+            http, feedback, iris_key, {"request_id": ids[0], "actual": "s" * 100_000}
+        )
+        assert status == 400 and "at most 200" in body["error"]["message"], body
+        status, body = await post(
+            http, feedback, iris_key, {"request_id": ids[0] + "0" * 100_000, "actual": "setosa"}
+        )
+        assert status == 400 and body["error"]["details"]["request_id"].startswith("expected")
+
+        # iris's own truths: its predictions were right.
+        own = [{"request_id": i, "actual": p} for i, p in zip(ids, predicted, strict=True)]
+        status, body = await post(http, feedback, iris_key, {"items": own})
+        assert (status, body) == (202, {"accepted": 3}), body
+
+    rows = await wait_until(lambda: _count_at_least(clickhouse_server, migrated, 6), "feedback")
+    assert len(rows) == 6, rows
+    client = await create_async_client(clickhouse_server)
+    try:
+        queries = MonitoringQueries(client, migrated)
+
+        async def events_stored() -> bool:
+            result = await client.query(f"SELECT count() FROM {migrated}.request_events")
+            return int(result.result_rows[0][0]) >= 3
+
+        await wait_until(events_stored, "request events stored")
+        info = {"iris-v1": VersionInfo(1, {}, classes)}
+        iris = await measure(queries, "iris", Task.CLASSIFICATION, "1h", info)
+        [version] = iris.versions
+        assert (iris.matched, iris.unmatched, version.n, version.accuracy) == (3, 0, 3, 1.0)
+        limited = await measure(queries, "limited", Task.CLASSIFICATION, "1h", info)
+        assert (limited.matched, limited.unmatched, limited.versions) == (0, 3, [])
+    finally:
+        await client.close()

@@ -43,8 +43,9 @@ def test_actual_is_written_as_predictions_are_stored() -> None:
 def test_parse_items_takes_one_report_or_a_batch_and_names_what_is_wrong() -> None:
     one = orjson.dumps({"request_id": RID, "actual": "a"})
     assert parse_items(one, True) == [(RID, "a")]
-    batch = orjson.dumps({"items": [{"request_id": RID, "actual": 1.5}] * 3})
-    assert parse_items(batch, False) == [(RID, "1.5")] * 3
+    ids = [f"{n:032x}" for n in range(3)]
+    batch = orjson.dumps({"items": [{"request_id": i, "actual": 1.5} for i in ids]})
+    assert parse_items(batch, False) == [(i, "1.5") for i in ids]
 
     def error(body: object, classifier: bool = True) -> IngressError:
         raw = body if isinstance(body, bytes) else orjson.dumps(body)
@@ -65,9 +66,29 @@ def test_parse_items_takes_one_report_or_a_batch_and_names_what_is_wrong() -> No
     assert error({"items": [{"request_id": RID, "actual": "a"}], "x": 1}).details == {
         "unexpected": ["x"]
     }
-    late = error({"items": [{"request_id": RID, "actual": 1}, {"request_id": RID}]})
-    assert late.details["item"] == "items.1"
+    late = error({"items": [{"request_id": RID, "actual": 1}, {"request_id": ids[1]}]})
+    assert late.details == {"item": "items.1", "actual": "field required"}
     assert "regression" in error({"request_id": RID, "actual": "a"}, classifier=False).message
+
+
+def test_a_request_reported_twice_in_one_batch_is_a_400_naming_both_items() -> None:
+    """Both reports would share a received_at: which one is the truth would be the reader's
+    pick (the retraining export's argMax by time alone). Across requests the later one wins."""
+    other = "0" * 32
+    items = [
+        {"request_id": RID, "actual": "a"},
+        {"request_id": other, "actual": "b"},
+        {"request_id": RID, "actual": "b"},
+    ]
+    with pytest.raises(IngressError) as caught:
+        parse_items(orjson.dumps({"items": items}), True)
+    assert caught.value.status == 400 and "twice" in caught.value.message
+    assert caught.value.details == {
+        "item": "items.2",
+        "request_id": "duplicate",
+        "first": "items.0",
+    }
+    assert parse_items(orjson.dumps({"items": items[:2]}), True) == [(RID, "a"), (other, "b")]
 
 
 def test_budget_counts_items_refills_per_minute_and_keeps_apis_apart() -> None:
