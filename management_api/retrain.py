@@ -34,6 +34,19 @@ from schemas.resources import Role, TrainingJob
 RECIPE_UNAVAILABLE = "RECIPE_UNAVAILABLE"
 NO_FEEDBACK = "NO_FEEDBACK"
 MAX_FEEDBACK_ROWS = 100_000
+MAX_FEEDBACK_CELLS = 1_000_000
+"""Values (rows times features and target) of feedback rows one retrain holds: they sit in the
+API's memory as dicts until the job runs, about 100 bytes each."""
+INPUT_BYTES_PER_FEATURE = 256
+"""Longest logged input read per feature (plus one feature's worth): a single object of the
+features is far shorter; a longer one carries other keys, which retraining drops anyway, and
+ingress logs bodies of up to a megabyte."""
+
+
+def feedback_limits(features: int, max_rows: int) -> tuple[int, int]:
+    """Feedback rows one retrain reads at most, and the longest logged input it reads."""
+    rows = min(MAX_FEEDBACK_ROWS, max_rows, MAX_FEEDBACK_CELLS // (features + 1))
+    return max(1, rows), INPUT_BYTES_PER_FEATURE * (features + 1)
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,7 @@ INNER JOIN (
     SELECT event_id, input AS logged_input
     FROM {database}.request_events
     WHERE api_id = {{api_id:String}} AND status_code = 200 AND input != ''
+        AND length(input) <= {{max_input_bytes:UInt32}}
         AND event_id IN (
             SELECT request_id FROM {database}.feedback WHERE api_id = {{api_id:String}}
         )
@@ -184,9 +198,15 @@ def fitting_rows(
 
 
 async def feedback_rows(
-    queries: MonitoringQueries, api_id: str, features: list[str], target: str, limit: int
+    queries: MonitoringQueries,
+    api_id: str,
+    features: list[str],
+    target: str,
+    limit: int,
+    max_input_bytes: int = 1024 * 1024,
 ) -> list[dict[str, Any]]:
-    """An API's feedback rows as training rows (503 if ClickHouse cannot answer)."""
+    """An API's feedback rows as training rows (503 if ClickHouse cannot answer): at most
+    ``limit``, from logged inputs of at most ``max_input_bytes``."""
     database = queries.database
     try:
         exists = await queries.client.query(f"EXISTS TABLE {database}.feedback", parameters={})
@@ -198,7 +218,7 @@ async def feedback_rows(
             )
         result = await queries.client.query(
             feedback_rows_sql(database),
-            parameters={"api_id": api_id, "limit": limit},
+            parameters={"api_id": api_id, "limit": limit, "max_input_bytes": max_input_bytes},
             settings=QUERY_SETTINGS,
         )
         found = list(result.named_results())
@@ -239,12 +259,9 @@ async def retrain(
         if queries is None:
             raise ServiceUnavailable("the monitoring store (ClickHouse) is not configured")
         specs = [FeatureSpec.model_validate(f) for f in version.features]
+        limit, max_input_bytes = feedback_limits(len(specs), jobs.limits.csv.max_rows)
         joined = await feedback_rows(
-            queries,
-            api_id,
-            [s.name for s in specs],
-            "target",
-            min(MAX_FEEDBACK_ROWS, jobs.limits.csv.max_rows),
+            queries, api_id, [s.name for s in specs], "target", limit, max_input_bytes
         )
         extra = await asyncio.to_thread(
             fitting_rows, joined, specs, "target", Task(task), version.classes

@@ -11,7 +11,12 @@ from typing import Any
 import orjson
 
 from infra.clickhouse import create_async_client
-from management_api.retrain import feedback_rows_sql, fitting_rows
+from management_api.retrain import (
+    MAX_FEEDBACK_CELLS,
+    feedback_limits,
+    feedback_rows_sql,
+    fitting_rows,
+)
 from schemas import FeatureSpec, FeatureType, Task
 from tests.management_support import Api, api, clickhouse_db  # noqa: F401
 
@@ -104,6 +109,29 @@ async def test_feedback_with_labels_outside_the_classes_does_not_change_the_retr
     assert second["classes"] == first["classes"] == ["setosa", "versicolor", "virginica"]
     # Only the five fitting rows joined the 150 of the dataset.
     assert second["n_train"] + second["n_test"] == 155, second
+
+
+async def test_feedback_on_padded_inputs_is_not_pulled_into_the_management_api(api: Api) -> None:
+    """Ingress logs bodies of up to a megabyte: a single object padded with other keys is not
+    read for retraining (100k of them would be 100 GB in the management API's memory)."""
+    alice = await api.new_user("attack15-padded-alice")
+    _, api_id = await trained_iris_api(api, alice)
+    await store_feedback(api, api_id, [(flower(1, junk="x" * 20_000), "setosa")])
+    status, body = await api.call(
+        "POST", f"/api/exports/{api_id}/retrain", alice, json={"include_feedback": True}
+    )
+    assert status == 409 and body["error"]["code"] == "NO_FEEDBACK", body
+
+
+def test_feedback_rows_are_bounded_by_values_not_only_rows() -> None:
+    """64 features (digits) times 100k rows would hold 6.5M values as dicts: the rows read are
+    bounded by values too; a wide single object of the features still fits the input bound."""
+    for features in (4, 30, 64, 1000):
+        rows, max_input = feedback_limits(features, 1_000_000)
+        assert 1 <= rows and rows * (features + 1) <= MAX_FEEDBACK_CELLS
+        wide = orjson.dumps({f"feature_{i:04d}": -123.456789012345 for i in range(features)})
+        assert len(wide) <= max_input
+    assert feedback_limits(4, 50)[0] == 50
 
 
 def test_fitting_rows_keep_only_values_of_the_version_types() -> None:
