@@ -295,3 +295,24 @@ def test_more_images_than_a_request_may_hold_are_refused_before_any_is_decoded()
         asyncio.run(features_body(DIGITS, NAMES, "application/json", two, max_images=1))
     assert caught.value.details == {"reason": "too_many_images", "images": 2, "max_images": 1}
     assert asyncio.run(features_body(DIGITS, NAMES, "application/json", two, max_images=2))
+
+
+def test_a_few_pixels_carrying_a_large_file_are_decoded_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An 8 x 8 PNG can carry 0.7 MB of EXIF that Pillow parses in Python (60 ms): the pixel
+    count alone must not put it on the event loop. A small file of few pixels stays there."""
+    threaded: list[int] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(func: object, *args: object) -> object:
+        threaded.append(len(args[0]))  # type: ignore[arg-type]
+        return await to_thread(func, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("ingress.images.asyncio.to_thread", counted)
+    png = encode(square(8, (2, 2, 5, 5)))
+    exif = b"II*\x00" + struct.pack("<IH", 8, 0) + b"\x00" * 4 + b"\x00" * 100_000
+    heavy = png[:33] + png_chunk(b"eXIf", exif) + png[33:]
+    for data in (png, heavy):
+        asyncio.run(features_body(DIGITS, NAMES, "image/png", data))
+    assert threaded == [1]
