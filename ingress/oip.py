@@ -583,7 +583,10 @@ class InferCodec:
             and inputs[0].get("datatype") == "BYTES"
         ):
             return body
-        tensor = _tensor(inputs[0], 0, BinaryPart(binary), self._max_rows, self._max_rows)
+        chunks = BinaryPart(binary)
+        tensor = _tensor(inputs[0], 0, chunks, self._max_rows, self._max_rows)
+        if chunks.left:
+            raise _bad(f"{chunks.left} bytes of binary data were not claimed by any input")
         if len(tensor.shape) > 2 or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
             raise _bad(
                 f"input {tensor.name!r} has shape {tensor.shape}; images go as [N] or [N, 1]",

@@ -365,3 +365,22 @@ def test_lying_binary_sizes_are_a_400_that_says_which(
     with pytest.raises(IngressError) as caught:
         rows(body, header or length)
     assert caught.value.status == 400 and words in caught.value.message, caught.value.message
+
+
+async def test_binary_bytes_no_input_claims_are_a_400_for_an_image_api_too() -> None:
+    from tests.integration.test_image_api import drawn
+
+    pixels = [FeatureSpec(name=f"p{i}", type=FeatureType.INTEGER) for i in range(64)]
+    spec = ImageSpec(width=8, height=8, max_value=16, integers=True)
+    digits = entry(Task.CLASSIFICATION, classes=["0", "7"], features=pixels, image=spec)
+    png = drawn("7")
+    element = struct.pack("<I", len(png)) + png
+    tensor = {"name": "image", "datatype": "BYTES", "shape": [1]}
+    body, header = binary_request(
+        [{**tensor, "parameters": {"binary_data_size": len(element)}}], element + b"smuggled"
+    )
+    with pytest.raises(IngressError) as caught:
+        await InferCodec(header, None, 100).prepare(digits, body)
+    assert caught.value.status == 400 and "8 bytes of binary data" in caught.value.message
+    prepared = await InferCodec(header, None, 100).prepare(digits, body[: -len(b"smuggled")])
+    assert orjson.loads(prepared)["inputs"][0]["shape"] == [1, 64]
