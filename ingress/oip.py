@@ -76,6 +76,9 @@ INTEGER_TYPES = frozenset(t for t in NUMPY_OF if "INT" in t)
 FLOAT_TYPES = frozenset(("FP16", "FP32", "FP64"))
 DATATYPES = frozenset((*NUMPY_OF, "BYTES"))
 MAX_NESTING = 8
+MAX_NAME_CHARS = 1024
+"""An input's name at most: a feature's name (from a CSV header) may be long, and must match
+whole."""
 MAX_INPUTS = 1000
 MAX_NAMES = 20
 INTEGER_TEXT = re.compile(r"-?[0-9]{1,18}")
@@ -97,7 +100,7 @@ def _bad(message: str, details: dict[str, Any] | None = None) -> IngressError:
 
 
 def _names(names: list[str]) -> str:
-    shown = ", ".join(names[:MAX_NAMES])
+    shown = ", ".join(n[:64] for n in names[:MAX_NAMES])
     return shown + (f" (and {len(names) - MAX_NAMES} more)" if len(names) > MAX_NAMES else "")
 
 
@@ -321,7 +324,8 @@ def _tensor(raw: Any, index: int, binary: BinaryPart, max_rows: int, max_element
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise _bad(f"inputs[{index}] has no name")
-    name = name[:64]
+    if len(name) > MAX_NAME_CHARS:
+        raise _bad(f"inputs[{index}] has a name of more than {MAX_NAME_CHARS} characters")
     datatype = raw.get("datatype")
     if datatype not in DATATYPES:
         raise _bad(

@@ -384,3 +384,16 @@ async def test_binary_bytes_no_input_claims_are_a_400_for_an_image_api_too() -> 
     assert caught.value.status == 400 and "8 bytes of binary data" in caught.value.message
     prepared = await InferCodec(header, None, 100).prepare(digits, body[: -len(b"smuggled")])
     assert orjson.loads(prepared)["inputs"][0]["shape"] == [1, 64]
+
+
+def test_a_feature_of_a_long_name_is_sent_as_its_own_input_and_names_are_bounded() -> None:
+    """Feature names come from CSV headers and may pass 64 characters: they match whole."""
+    long = "average_monthly_energy_consumption_of_the_household_in_kilowatt_hours"
+    assert len(long) > 64
+    features = [FeatureSpec(name=long, type=FeatureType.NUMBER)]
+    body = {"inputs": [{"name": long, "datatype": "FP64", "shape": [2], "data": [1.5, 2.5]}]}
+    assert rows(body, features=features) == [[1.5], [2.5]]
+    huge = {"inputs": [{"name": "n" * 5000, "datatype": "FP64", "shape": [1], "data": [1.0]}]}
+    exc = error(huge)
+    assert exc.status == 400 and "more than 1024 characters" in exc.message
+    assert len(exc.message) < 200
