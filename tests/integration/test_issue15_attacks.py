@@ -5,10 +5,12 @@ feature types); drift's query parameters at their extremes answer clear 4xx erro
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import skops.io as sio
 
 from infra.clickhouse import create_async_client
 from management_api.retrain import (
@@ -18,7 +20,9 @@ from management_api.retrain import (
     fitting_rows,
 )
 from schemas import FeatureSpec, FeatureType, Task
+from tests.integration.test_upload_reference import with_reference
 from tests.management_support import Api, api, clickhouse_db  # noqa: F401
+from tests.unit.test_model_store import upload_pipeline
 
 IRIS = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
 
@@ -193,3 +197,41 @@ def test_the_feedback_join_reads_at_most_limit_logged_inputs() -> None:
     inputs = sql[sql.index("INNER JOIN") :]
     assert "LIMIT 1 BY event_id" in inputs and "{limit:UInt32}" in inputs.split(") AS e")[0]
     assert "GROUP BY event_id" not in sql
+
+
+async def test_odd_reference_csvs_are_profiled_or_refused_with_400_never_500(api: Api) -> None:
+    """BOM, NUL bytes, formula-like cells, NaN and inf, an empty body, a header only, one
+    enormous line: a 201 with a finite profile or a 400 naming the reference field."""
+    owner = await api.new_user("attack15-reference")
+    model = sio.dumps(upload_pipeline())
+    ok = "size,color,rest\n" + "".join(
+        f"{i / 10},{'red' if i % 2 else 'blue'},0.5\n" for i in range(40)
+    )
+    cases: list[tuple[bytes, int]] = [
+        (b"\xef\xbb\xbf" + ok.encode(), 201),
+        (ok.replace("0.5\n", "=cmd|' /C calc'!A0\n", 1).encode(), 400),
+        (ok.replace("blue", '=HYPERLINK("x")', 1).encode(), 400),
+        (ok.replace("0.5", "nan").encode(), 400),  # a required feature missing everywhere
+        (ok.replace("0.5\n", "nan\n", 3).encode(), 201),
+        (ok.replace(",0.5\n", ",inf\n").encode(), 400),
+        (ok.replace("4.0,", "1e308,").encode(), 201),
+        (ok.replace("0.1,", "0\x00.1,").encode(), 400),
+        (b"size,color,rest\n", 400),
+        (b"size,color,rest\n" + b"1," + b"r" * 2_000_000 + b",0.5\n", 400),
+        (b"\n\n\n", 400),
+    ]
+    for i, (csv, expected) in enumerate(cases):
+        status, body = await api.call(
+            "POST", "/api/models/upload", owner, data=with_reference(model, csv, f"odd-{i}")
+        )
+        assert status == expected, (i, body)
+        if status == 400:
+            assert body["error"]["details"]["field"] == "reference", (i, body)
+        else:
+            status, profile = await api.call(
+                "GET", f"/api/models/{body['id']}/versions/1/reference", owner
+            )
+            assert status == 200, profile
+            assert all(
+                math.isfinite(b["share"]) for f in profile["features"] for b in f["bins"] or []
+            )
