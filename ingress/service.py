@@ -275,7 +275,11 @@ class PredictionService:
         """The body of features an image request stands for (else ``body`` as it is)."""
         try:
             features = await features_body(
-                entry.record.image, entry.validator.feature_names, content_type, body
+                entry.record.image,
+                entry.validator.feature_names,
+                content_type,
+                body,
+                max_images=self._max_instances,
             )
         except ImageError as exc:
             raise IngressError(400, ErrorCode.INVALID_IMAGE, exc.message, exc.details) from None

@@ -211,3 +211,25 @@ async def test_images_that_cost_far_more_than_their_bytes_are_refused_before_dec
         async with http.post(url, headers=key, data=form(png)) as response:
             body = await response.json()
         assert response.status == 200 and body["prediction"] == "0", body
+
+
+async def test_the_image_cap_is_the_ingress_instance_limit(
+    world: PredictionWorld, start_ingress: Any, start_worker: Any
+) -> None:
+    """Images per request are capped by ``ingress_max_instances``, as rows are, not by a fixed
+    100: with a limit of 2, three images are refused before any is decoded and two answer."""
+    add_digits_api(world)
+    await start_worker()
+    ingress = await start_ingress(ingress_max_instances=2)
+    url, key = f"{ingress.url}/api/predict/digits", {"X-API-Key": world.keys["digits"]}
+    image = {"image": base64.b64encode(drawn("0")).decode()}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, headers=key, json={"instances": [image] * 3}) as response:
+            body = await response.json()
+        assert response.status == 400, body
+        assert body["error"]["details"]["reason"] == "too_many_images", body
+        assert body["error"]["details"]["max_images"] == 2, body
+        async with http.post(url, headers=key, json={"instances": [image] * 2}) as response:
+            body = await response.json()
+        assert response.status == 200, body
+        assert [p["prediction"] for p in body["predictions"]] == ["0", "0"], body
