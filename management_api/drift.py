@@ -489,7 +489,8 @@ async def drift_report(
         )
         return sampled, counts
 
-    sampled, counts = await monitoring._ask(ask)
+    async with monitoring.heavy_report(principal):
+        sampled, counts = await monitoring._ask(ask)
     return DriftReport.model_validate(
         build_report(api.id, version.number, range_, reference, counts, window, sampled)
     )

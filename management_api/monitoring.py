@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
@@ -14,7 +16,7 @@ from aiohttp import web
 from clickhouse_connect.driver.exceptions import OperationalError
 
 from management_api.accounts import Principal
-from management_api.errors import InvalidInput, ServiceUnavailable
+from management_api.errors import InvalidInput, ServiceUnavailable, TooManyRequests
 from management_api.exports import ApiFilter, Exports
 from management_api.monitoring_sql import QueryError
 from management_api.performance import measure
@@ -44,6 +46,27 @@ CRITICAL_FACTOR = 1.5
 """A value this many times its threshold is critical rather than a warning."""
 MIN_REQUESTS_FOR_RATES = 10
 """Error rate and p95 alerts need this many requests in 24 h to mean something."""
+
+# Drift and live-performance reports each scan a sample of logged inputs or the feedback join
+# (bounded in rows and server time). One user runs at most HEAVY_REPORTS_PER_USER at once; more
+# wait their turn (a page switching ranges quickly), up to HEAVY_REPORT_WAITING of them for at
+# most HEAVY_REPORT_WAIT_S, so a script firing reports in parallel gets 429s instead of taking
+# ClickHouse's connections from everyone else.
+HEAVY_REPORTS_PER_USER = 2
+HEAVY_REPORT_WAITING = 4
+HEAVY_REPORT_WAIT_S = 3.0
+
+
+@dataclass
+class _ReportSlots:
+    """One user's running and waiting heavy reports."""
+
+    running: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(HEAVY_REPORTS_PER_USER)
+    )
+    holding: int = 0
+    waiting: int = 0
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -168,6 +191,44 @@ class Monitoring:
         self._lock = asyncio.Lock()
         self._timeout_s = timeout_s
         self._recording: set[asyncio.Task[None]] = set()
+        self._heavy: dict[str, _ReportSlots] = {}
+
+    @asynccontextmanager
+    async def heavy_report(self, principal: Principal) -> AsyncIterator[None]:
+        """Run within one of the caller's report slots, waiting a little for one; else 429."""
+        slots = self._heavy.setdefault(principal.user_id, _ReportSlots())
+        if slots.holding >= HEAVY_REPORTS_PER_USER and slots.waiting >= HEAVY_REPORT_WAITING:
+            raise self._busy()
+        slots.waiting += 1
+        try:
+            await asyncio.wait_for(slots.running.acquire(), HEAVY_REPORT_WAIT_S)
+        except BaseException as exc:  # no slot in time, or the client went away
+            slots.waiting -= 1
+            self._forget(principal.user_id, slots)
+            if isinstance(exc, TimeoutError):
+                raise self._busy() from None
+            raise
+        slots.waiting -= 1
+        slots.holding += 1
+        try:
+            yield
+        finally:
+            slots.holding -= 1
+            slots.running.release()
+            self._forget(principal.user_id, slots)
+
+    def _forget(self, user_id: str, slots: _ReportSlots) -> None:
+        if slots.holding == 0 and slots.waiting == 0 and self._heavy.get(user_id) is slots:
+            del self._heavy[user_id]
+
+    @staticmethod
+    def _busy() -> TooManyRequests:
+        return TooManyRequests(
+            f"at most {HEAVY_REPORTS_PER_USER} drift or performance reports run at once per "
+            "user, and others are waiting; retry when one has answered",
+            details={"limit": HEAVY_REPORTS_PER_USER, "retry_after_s": 1},
+            headers={"Retry-After": "1"},
+        )
 
     async def queries(self) -> MonitoringQueries:
         if self._queries is None:
@@ -327,7 +388,8 @@ class Monitoring:
         """Live accuracy / F1 or MAE / RMSE per version from feedback (``performance``)."""
         api = await self._exports.get(principal, api_id)
         versions = await self._exports.version_infos(principal, api_id)
-        return await self._ask(lambda q: measure(q, api.id, api.task, range_, versions))
+        async with self.heavy_report(principal):
+            return await self._ask(lambda q: measure(q, api.id, api.task, range_, versions))
 
     async def resources(self, principal: Principal, api_id: str, range_: Range) -> Resources:
         api = await self._exports.get(principal, api_id)

@@ -477,12 +477,13 @@ ROUTES: list[Route] = [
         query=DriftQuery,
         response=DriftReport,
         owns="api",
-        errors=(409,),
+        errors=(409, 429),
         description=(
             "Live rows: the API's answered (2xx) requests with payload logging on, shadow "
             "answers left out; features sorted by PSI, highest first. 409 `NO_REFERENCE` when "
             "the version has no reference profile (trained before drift monitoring, uploaded "
-            "without a reference CSV)."
+            "without a reference CSV). A user runs two drift or performance reports at once; "
+            "a few more wait up to 3 s for their turn, the others get 429 with Retry-After."
         ),
     ),
     # monitoring
@@ -570,10 +571,12 @@ ROUTES: list[Route] = [
         query=RangeQuery,
         response=Performance,
         owns="api",
+        errors=(429,),
         description=(
             "Feedback (`POST /api/predict/{api_id}/feedback` on ingress) joined with the API's "
             "successful requests made in the range, by request id (the latest report of a "
-            "request wins): per model version next to its test metrics, and per time bucket."
+            "request wins): per model version next to its test metrics, and per time bucket. "
+            "At most two drift or performance reports of a user run at once (else 429)."
         ),
     ),
     # webhooks (notifications of alert transitions)

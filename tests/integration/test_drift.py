@@ -8,6 +8,7 @@ SQL is what is under test, not the pipeline."""
 from __future__ import annotations
 
 import uuid
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,8 @@ from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy import update
 
 from infra.clickhouse import create_async_client
+from management_api import monitoring as monitoring_module
+from management_api.accounts import Principal
 from management_api.datasets import load_dataset
 from management_api.db import ModelVersion
 from management_api.drift import (
@@ -28,7 +31,8 @@ from management_api.drift import (
     max_feature_psi,
     sampling,
 )
-from management_api.keys import ENGINE
+from management_api.keys import ENGINE, MONITORING
+from management_api.monitoring import HEAVY_REPORTS_PER_USER
 from management_api.queries import MonitoringQueries
 from management_api.reference import build_profile
 from schemas import FeatureSpec, FeatureType, Task
@@ -103,8 +107,12 @@ async def store(api: Api, events: list[RequestEvent]) -> None:
 
 
 async def test_drift_of_a_shifted_feature_its_alert_and_the_errors(
-    make_api: MakeApi, amqp: AbstractRobustConnection, receiver: Receiver
+    make_api: MakeApi,
+    amqp: AbstractRobustConnection,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(monitoring_module, "HEAVY_REPORT_WAIT_S", 0.2)
     api = await make_api(management_alert_evaluation_s=0.2, management_webhook_allow_private=True)
     try:
         await _scenario(api, receiver)
@@ -175,6 +183,26 @@ async def _scenario(api: Api, receiver: Receiver) -> None:
     assert (await api.call("GET", path, owner))[0] == 404
     async with api.client.server.app[ENGINE].begin() as conn:
         await conn.execute(update(ModelVersion).values(reference=reference))
+
+    # A user runs at most HEAVY_REPORTS_PER_USER drift or performance reports at once: with
+    # that many in flight the next waits (0.2 s here) and then is a 429 with Retry-After,
+    # another user's report still runs, and once one ends the next is admitted.
+    monitoring = api.client.server.app[MONITORING]
+    me = (await api.call("GET", "/api/users/me", owner))[1]
+    holder = Principal(user_id=me["id"], username=me["username"], role=me["role"])
+    async with AsyncExitStack() as slots:
+        for _ in range(HEAVY_REPORTS_PER_USER):
+            await slots.enter_async_context(monitoring.heavy_report(holder))
+        for path in (base, f"/api/exports/{steady['id']}/performance"):
+            r = await api.client.get(path, headers=owner)
+            body = await r.json()
+            assert r.status == 429 and body["error"]["code"] == "RATE_LIMITED", body
+            assert r.headers["Retry-After"] == "1"
+        other = await api.new_user("other-watcher")
+        other_model = (await api.train_builtin(other, "iris-other"))["model_id"]
+        other_api = (await api.export(other, other_model, name="theirs"))["api"]
+        assert (await api.call("GET", f"/api/exports/{other_api['id']}/drift", other))[0] == 200
+    assert (await api.call("GET", base, owner))[0] == 200
 
     # The drift_psi rule fires on the shifted API only, and the owner's webhook hears it.
     status, hook = await api.call(
