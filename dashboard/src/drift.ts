@@ -20,6 +20,13 @@ export function driftStatus(
   return 'ok'
 }
 
+/** Rows the scores were computed on when a large window was sampled (fewer than its live rows),
+ * else null: the tab then says the scores are an estimate, and from how many rows. */
+export function sampledRows(report: { live_rows: number; sampled_rows?: number | null }): number | null {
+  const sampled = report.sampled_rows
+  return sampled != null && sampled < report.live_rows ? sampled : null
+}
+
 /** Most drifted first: PSI descending, features without a PSI last, ties by name. */
 export function sortByDrift<F extends Pick<DriftFeature, 'name' | 'psi'>>(features: F[]): F[] {
   const key = (f: F) => (f.psi === null || !Number.isFinite(f.psi) ? -1 : f.psi)

@@ -9,6 +9,7 @@ import {
   liveMetrics,
   metricGap,
   performanceRows,
+  sampledRows,
   shellWord,
   simulateCommand,
   sortByDrift,
@@ -144,5 +145,16 @@ describe('live metrics', () => {
   })
   it('has every string in both languages', () => {
     expect(Object.keys(en).sort()).toEqual(Object.keys(fr).sort())
+  })
+})
+
+describe('sampled windows', () => {
+  it('names the rows scored only when fewer than the live rows', () => {
+    expect(sampledRows({ live_rows: 970_000, sampled_rows: 29_400 })).toBe(29_400)
+    expect(sampledRows({ live_rows: 1_500, sampled_rows: 1_500 })).toBeNull()
+    expect(sampledRows({ live_rows: 1_500, sampled_rows: null })).toBeNull()
+    expect(sampledRows({ live_rows: 1_500 })).toBeNull()
+    expect(en['drift.sampled']).toContain('{sampled}')
+    expect(fr['drift.sampled']).toContain('{sampled}')
   })
 })

@@ -25,6 +25,7 @@ import {
   histogramRows,
   simulateCommand,
   sortByDrift,
+  sampledRows,
 } from '../drift'
 import { fmtDateTimeSeconds, fmtInt, fmtNum } from '../format'
 import { useAsync } from '../hooks'
@@ -147,6 +148,7 @@ export function DriftTab({ api: a, tick, onRetrained }: DriftTabProps) {
   const counts = countByStatus(features)
   const simulate = simulateCommand(a.id, features[0]?.name)
 
+  const sampled = sampledRows(report)
   return (
     <section style={TAB_STACK} data-testid="drift-tab" data-state={report.live_rows === 0 ? 'no-live' : 'ready'}>
       {header}
@@ -157,6 +159,11 @@ export function DriftTab({ api: a, tick, onRetrained }: DriftTabProps) {
         <p className="muted small">{t('drift.intro')}</p>
         <p className="small" data-testid="drift-rows" data-live-rows={report.live_rows}>
           {t('drift.rows', { reference: fmtInt(lang, report.reference_rows), live: fmtInt(lang, report.live_rows) })} ·{' '}
+          {sampled !== null && (
+            <span data-testid="drift-sampled">
+              {t('drift.sampled', { sampled: fmtInt(lang, sampled) })} ·{' '}
+            </span>
+          )}
           {t('drift.thresholds', { warning: fmtNum(lang, thresholds.warning), drift: fmtNum(lang, thresholds.drift) })}
         </p>
         {report.live_rows === 0 ? (
