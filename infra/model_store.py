@@ -64,6 +64,10 @@ MODEL_FILE = "model.skops"
 METADATA_FILE = "metadata.json"
 HASH_KEY = "model_sha256"
 """Key of ``metadata.json`` holding the SHA-256 of the verified ``model.skops``."""
+TRAINING_CSV_FILE = "training.csv"
+TRAINING_CSV_HASH_KEY = "training_csv_sha256"
+"""Key of ``metadata.json`` holding the SHA-256 of the CSV a version was trained on (kept so the
+version can be retrained, issue 15)."""
 
 _VERSION_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -687,6 +691,13 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
     path.write_bytes(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a new file created 0600 (a user's data: only the service reads it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
 class ModelStore:
     """Saves and loads model versions under ``root``; safe to share between processes."""
 
@@ -703,14 +714,16 @@ class ModelStore:
         estimator: Any,
         metadata: dict[str, Any],
         onnx: bytes | None = None,
+        training_csv: bytes | None = None,
     ) -> Path:
         """Write a model trained by this service, with its hash recorded, atomically.
 
         ``estimator`` is the fitted object, or the ``Path`` of a skops file a training process
-        wrote (copied in as is: the parent never loads it); ``onnx`` its checked conversion.
+        wrote (copied in as is: the parent never loads it); ``onnx`` its checked conversion;
+        ``training_csv`` the CSV it was trained on, kept (with its hash) to train it again.
         """
         data = estimator.read_bytes() if isinstance(estimator, Path) else sio.dumps(estimator)
-        return self._save(version_id, data, metadata, onnx)
+        return self._save(version_id, data, metadata, onnx, training_csv)
 
     @staticmethod
     def save_to_file(estimator: Any, path: Path) -> None:
@@ -724,10 +737,16 @@ class ModelStore:
         return self._save(version_id, data, metadata, onnx)
 
     def _save(
-        self, version_id: str, data: bytes, metadata: dict[str, Any], onnx: bytes | None = None
+        self,
+        version_id: str,
+        data: bytes,
+        metadata: dict[str, Any],
+        onnx: bytes | None = None,
+        training_csv: bytes | None = None,
     ) -> Path:
         """Write ``model.skops``, ``metadata.json`` (with the hash) and, when the version was
-        compiled, ``model.onnx`` (its hash in the serving record) into ``{root}/{id}``."""
+        compiled, ``model.onnx`` (its hash in the serving record) into ``{root}/{id}``; and,
+        when given, ``training.csv`` (0600, its hash in the metadata)."""
         target = self.path_of(version_id)
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{version_id}.", dir=self.root))
@@ -736,6 +755,9 @@ class ModelStore:
             metadata = with_onnx_hash(metadata, onnx)
             if onnx is not None:
                 (staging / ONNX_FILE).write_bytes(onnx)
+            if training_csv is not None:
+                _write_private(staging / TRAINING_CSV_FILE, training_csv)
+                metadata = {**metadata, TRAINING_CSV_HASH_KEY: sha256_of(training_csv)}
             _write_json(staging / METADATA_FILE, {**metadata, HASH_KEY: sha256_of(data)})
             if target.exists():
                 # Replacing a version: move the old one aside first so the rename stays atomic.
@@ -889,6 +911,25 @@ class ModelStore:
             return None
         compiled.size_bytes = len(data)
         return compiled
+
+    def training_csv(self, version_id: str) -> bytes | None:
+        """The CSV a version was trained on, if kept (``None``: saved without one); a kept CSV
+        whose bytes no longer match the recorded hash (or that is gone) is refused."""
+        recorded = self.metadata(version_id).get(TRAINING_CSV_HASH_KEY)
+        if not isinstance(recorded, str) or not recorded:
+            return None
+        try:
+            data = (self.path_of(version_id) / TRAINING_CSV_FILE).read_bytes()
+        except OSError as exc:
+            raise UnverifiedModelError(
+                f"the training CSV kept for model version {version_id!r} cannot be read ({exc})"
+            ) from exc
+        if sha256_of(data) != recorded:
+            raise UnverifiedModelError(
+                f"the training CSV kept for model version {version_id!r} does not match the one "
+                "it was trained on (changed since); refusing to use it"
+            )
+        return data
 
     def exists(self, version_id: str) -> bool:
         return (self.path_of(version_id) / MODEL_FILE).is_file()

@@ -231,6 +231,9 @@ class CompileLimits:
 
 
 HELD_OUT = "held-out split"
+TRAINING_RECIPE_KEY = "training_recipe"
+"""Key of a CSV-trained version's ``metadata.json`` holding how its kept CSV was read and split
+(target, dropped and typed columns, test share): what retraining it needs (issue 15)."""
 SAMPLED = "sampled from the feature spec (no held-out rows)"
 
 
@@ -417,9 +420,13 @@ class Catalog:
         source: str,
         example: dict[str, Any] | None = None,
         image: ImageSpec | None = None,
+        training_csv: bytes | None = None,
+        recipe: dict[str, Any] | None = None,
     ) -> tuple[Model, ModelVersion]:
         """Save the artifact, then record a new version (number = previous + 1) of ``name``;
-        ``image``: its features are the pixels of such images (checked against them)."""
+        ``image``: its features are the pixels of such images (checked against them);
+        ``training_csv`` (kept beside the artifact) and ``recipe`` (how it was read and split,
+        in the metadata): what retraining a CSV-trained version needs (issue 15)."""
         if image is not None:
             check_image(image, trained.features)
             image = image_integers(image, trained.features)
@@ -438,8 +445,14 @@ class Catalog:
                 onnx, serving = await self.compile(path, features, trained.check_rows, HELD_OUT)
 
         def save(version_id: str, metadata: dict[str, Any]) -> Path:
+            if recipe is not None:
+                metadata = {**metadata, TRAINING_RECIPE_KEY: recipe}
             return self.store.save(
-                version_id, trained.estimator, {**metadata, SERVING_KEY: serving}, onnx
+                version_id,
+                trained.estimator,
+                {**metadata, SERVING_KEY: serving},
+                onnx,
+                training_csv,
             )
 
         return await self._add_version(

@@ -47,7 +47,7 @@ from management_api.datasets import (
     target_labels,
 )
 from management_api.evaluation import evaluate
-from management_api.reference import build_profile
+from management_api.reference import boolean_label, build_profile
 from schemas import FeatureSpec, FeatureType, Task
 
 MIN_ROWS = 10
@@ -320,17 +320,29 @@ def example_prediction(trained: TrainedModel) -> dict[str, Any]:
 # --- the training process ---------------------------------------------------------------------
 
 
-def with_extra_rows(frame: pd.DataFrame, rows: list[dict[str, Any]], task: Task) -> pd.DataFrame:
+def with_extra_rows(
+    frame: pd.DataFrame, rows: list[dict[str, Any]], task: Task, target: str = "target"
+) -> pd.DataFrame:
     """``frame`` and ``rows`` (same columns, ``target`` included; issue 15's feedback rows) as
     one frame; a regression target is read as a number (unreadable: the row is left out)."""
     extra = pd.DataFrame(rows).reindex(columns=frame.columns)
     if task == Task.REGRESSION:
-        extra["target"] = pd.to_numeric(extra["target"], errors="coerce")
+        extra[target] = pd.to_numeric(extra[target], errors="coerce")
     else:
-        extra["target"] = extra["target"].map(lambda v: None if pd.isna(v) else str(v))
-    extra = extra[extra["target"].notna()]
+        extra[target] = extra[target].map(lambda v: None if pd.isna(v) else str(v))
+    extra = extra[extra[target].notna()]
     for column in frame.columns:
-        if column != "target" and pd.api.types.is_numeric_dtype(frame[column]):
+        if column == target:
+            continue
+        if frame[column].dtype.kind == "b":
+            # A CSV's true/false column stays boolean (feedback may say "yes" or 1).
+            labels = extra[column].map(boolean_label)
+            if labels.notna().all():
+                extra[column] = labels == "true"
+        elif frame[column].dtype == object:
+            # Categories the CSV holds as text stay text (feedback may send 3 for "3").
+            extra[column] = extra[column].map(lambda v: v if pd.isna(v) else str(v))
+        elif pd.api.types.is_numeric_dtype(frame[column]):
             values = pd.to_numeric(extra[column], errors="coerce")
             whole = frame[column].dtype.kind == "i" and values.notna().all()
             # Integer columns stay integers (the version's feature types must not change).
@@ -370,6 +382,9 @@ def train_job(job: dict[str, Any], report: Callable[[Any], None]) -> dict[str, A
         frame = apply_column_choices(read_csv(job["csv"], text), target_name, choices)
         if choices.drop or choices.types:
             say(f"columns dropped: {choices.drop}; typed by hand: {choices.types}", 0.04)
+        if job.get("extra_rows"):
+            frame = with_extra_rows(frame, job["extra_rows"], Task(job["task"]), target_name)
+            say(f"added {len(job['extra_rows'])} feedback rows to the CSV's", 0.05)
     trained = train(
         frame,
         target_name,

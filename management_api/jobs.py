@@ -22,6 +22,7 @@ import pandas as pd
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra.model_store import ModelStore
 from infra.sandbox import SandboxFailed, SandboxMemoryError, SandboxTimeout, run_limited
 from management_api.accounts import Principal
 from management_api.algorithms import resolve_params
@@ -182,6 +183,20 @@ async def wait_gone(pid: int | None, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def kept_csv(work: dict[str, Any]) -> tuple[bytes | None, dict[str, Any] | None]:
+    """The CSV a job trains on (``None`` for a built-in dataset) and how it reads and splits
+    it: kept with the version so that it can be trained again on the same recipe."""
+    data = work.get("csv")
+    if not isinstance(data, bytes):
+        return None, None
+    return data, {
+        "target": work["target"],
+        "drop_columns": list(work.get("drop_columns") or []),
+        "column_types": dict(work.get("column_types") or {}),
+        "test_size": work["test_size"],
+    }
+
+
 def training_error(exc: TrainingError) -> InvalidInput:
     return InvalidInput(str(exc), details=exc.details)
 
@@ -211,6 +226,11 @@ class TrainingJobs:
         self._queue: list[Job] = []
         self._running: dict[str, Job] = {}
         self._closing = False
+
+    @property
+    def store(self) -> ModelStore:
+        """The model store versions are saved in (retraining reads a version's kept CSV)."""
+        return self._catalog.store
 
     async def recover(self) -> None:
         """Jobs that were running when the service stopped will never finish: mark them failed."""
@@ -282,10 +302,13 @@ class TrainingJobs:
         test_size: float,
         choices: ColumnChoices | None = None,
         image: ImageSpec | None = None,
+        extra_rows: list[dict[str, Any]] | None = None,
     ) -> TrainingJob:
         """Check a CSV's size, header and target column (off the loop), then queue its job;
         ``choices`` (columns dropped or typed by the user) are checked against the header, and
-        declared ``image`` pixels against the feature columns."""
+        declared ``image`` pixels against the feature columns; ``extra_rows`` (feature values
+        and ``target``'s, e.g. an API's feedback) are added to the CSV's rows. The version keeps
+        the CSV and how it was read, so it can be retrained (issue 15)."""
         try:
             await asyncio.to_thread(check_csv_size, data, self.limits.csv)
             columns, target_values = await asyncio.to_thread(inspect_csv, data, target)
@@ -325,6 +348,8 @@ class TrainingJobs:
             raise training_error(exc) from exc
         await self._catalog.check_name(principal.user_id, name, resolved_task)
         work = {"csv": data, "target": target, **choices.as_job()}
+        if extra_rows:
+            work["extra_rows"] = extra_rows
         return await self._submit(
             principal,
             name,
@@ -453,7 +478,13 @@ class TrainingJobs:
             trained = trained_from_job(result, artifact)
             state.say("saving the model version", 0.95)
             model, version = await self._catalog.add_version(
-                state.owner_id, state.model_name, trained, job.source, result["example"], job.image
+                state.owner_id,
+                state.model_name,
+                trained,
+                job.source,
+                result["example"],
+                job.image,
+                *kept_csv(job.work),
             )
             state.model_id, state.version_number = model.id, version.number
             state.status = JobStatus.SUCCEEDED

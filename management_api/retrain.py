@@ -1,26 +1,32 @@
 """Retraining an API's model (issue 15): a training job on the served version's recipe, optionally
 with the ground truth sent as feedback joined to the inputs ingress logged.
 
-The recipe is read from what the served version recorded: its source (``builtin:<dataset>``), its
-algorithm and resolved parameters, and its train/test sizes (the test share they were split
-with). A version trained from a CSV cannot be retrained: the CSV is not kept (409
-``RECIPE_UNAVAILABLE``), nor can an uploaded one. Every check (and the feedback query) happens
-before the job is queued, so a refusal queues nothing.
+The recipe is read from what the served version recorded: its source (``builtin:<dataset>`` or
+``csv:<file>``), its algorithm and resolved parameters, and its train/test sizes (the test share
+they were split with). A version trained from a CSV keeps that CSV beside its model in the store
+(``training.csv``, its hash in the version's metadata, checked on every read) with how it was read
+(target, dropped and typed columns, test share): it is retrained on the same bytes. A CSV version
+saved before CSVs were kept, one whose kept CSV no longer matches its hash, and an uploaded
+version cannot be retrained (409 ``RECIPE_UNAVAILABLE``). Every check (and the feedback query)
+happens before the job is queued, so a refusal queues nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra.model_store import ModelStore, UnverifiedModelError
 from management_api.accounts import Principal
-from management_api.datasets import DATASETS
+from management_api.catalog import TRAINING_RECIPE_KEY
+from management_api.datasets import DATASETS, ColumnChoices
 from management_api.db import ExportedApi, Model, ModelVersion
 from management_api.drift import QUERY_SETTINGS
 from management_api.errors import Conflict, NotFound, ServiceUnavailable
@@ -28,8 +34,10 @@ from management_api.exports import owned_apis
 from management_api.jobs import TrainingJobs
 from management_api.queries import MonitoringQueries
 from management_api.reference import boolean_label
-from schemas import FeatureSpec, FeatureType, Task
+from schemas import FeatureSpec, FeatureType, ImageSpec, Task
 from schemas.resources import Role, TrainingJob
+
+log = logging.getLogger(__name__)
 
 RECIPE_UNAVAILABLE = "RECIPE_UNAVAILABLE"
 NO_FEEDBACK = "NO_FEEDBACK"
@@ -54,9 +62,15 @@ class Recipe:
     """How a version was trained, enough to train it again."""
 
     dataset: str
+    """A built-in dataset's name; ``""`` for a version trained from a kept CSV."""
     algorithm: str
     params: dict[str, Any]
     test_size: float
+    csv: bytes | None = None
+    """The kept CSV's bytes (verified against the hash recorded when the version was saved)."""
+    filename: str = ""
+    target: str = "target"
+    choices: ColumnChoices = field(default_factory=ColumnChoices)
 
 
 def split_share_of(n_train: int, n_test: int) -> float:
@@ -75,8 +89,38 @@ def split_share_of(n_train: int, n_test: int) -> float:
     return round(min(0.89, max(0.051, n_test / n)), 6)
 
 
-def recipe_of(version: ModelVersion) -> Recipe:
-    """The served version's recipe, or 409 ``RECIPE_UNAVAILABLE`` saying why there is none."""
+def csv_recipe(version: ModelVersion, name: str, store: ModelStore) -> Recipe | None:
+    """A CSV version's recipe from its kept CSV (``None``: saved before CSVs were kept); a kept
+    CSV that does not match its recorded hash is refused (409), never trained on. Blocking."""
+    try:
+        data = store.training_csv(version.id)
+    except UnverifiedModelError as exc:
+        log.warning("retrain refused: %s", exc)
+        raise Conflict(
+            f"the CSV {name!r} kept for version {version.number} no longer matches the one it "
+            "was trained on (it changed on disk, or is gone), so it is not trained on again; "
+            "train a new version from the CSV (the training wizard) instead",
+            code=RECIPE_UNAVAILABLE,
+            details={"version": version.number, "source": f"csv:{name}"[:200], "csv": "changed"},
+        ) from exc
+    kept = store.metadata(version.id).get(TRAINING_RECIPE_KEY)
+    if data is None or not isinstance(kept, dict):
+        return None
+    return Recipe(
+        dataset="",
+        algorithm=version.algorithm,
+        params=dict(version.params or {}),
+        test_size=float(kept.get("test_size") or split_share_of(version.n_train, version.n_test)),
+        csv=data,
+        filename=name,
+        target=str(kept.get("target") or version.target),
+        choices=ColumnChoices.of_job(kept),
+    )
+
+
+def recipe_of(version: ModelVersion, store: ModelStore | None = None) -> Recipe:
+    """The served version's recipe, or 409 ``RECIPE_UNAVAILABLE`` saying why there is none
+    (a CSV version's kept CSV is read from ``store``: call it off the event loop)."""
     source = version.source or ""
     kind, _, name = source.partition(":")
     if kind == "builtin" and name in DATASETS:
@@ -87,9 +131,13 @@ def recipe_of(version: ModelVersion) -> Recipe:
             test_size=split_share_of(version.n_train, version.n_test),
         )
     if kind == "csv":
+        recipe = None if store is None else csv_recipe(version, name, store)
+        if recipe is not None:
+            return recipe
         reason = (
-            f"version {version.number} was trained from the CSV {name!r}, which modelgate does "
-            "not keep; train a new version from the CSV (the training wizard) instead"
+            f"version {version.number} was trained from the CSV {name!r} before modelgate kept "
+            "training CSVs, so its CSV was not kept; train a new version from the CSV (the "
+            "training wizard) instead"
         )
     elif source == "upload":
         reason = (
@@ -253,7 +301,7 @@ async def retrain(
             )
         owner_id, model_name, log_payloads = api.owner_id, model.name, api.log_payloads
         task = model.task
-    recipe = recipe_of(version)
+    recipe = await asyncio.to_thread(recipe_of, version, jobs.store)
     extra: list[dict[str, Any]] | None = None
     if include_feedback:
         if queries is None:
@@ -261,10 +309,10 @@ async def retrain(
         specs = [FeatureSpec.model_validate(f) for f in version.features]
         limit, max_input_bytes = feedback_limits(len(specs), jobs.limits.csv.max_rows)
         joined = await feedback_rows(
-            queries, api_id, [s.name for s in specs], "target", limit, max_input_bytes
+            queries, api_id, [s.name for s in specs], recipe.target, limit, max_input_bytes
         )
         extra = await asyncio.to_thread(
-            fitting_rows, joined, specs, "target", Task(task), version.classes
+            fitting_rows, joined, specs, recipe.target, Task(task), version.classes
         )
         if joined and not extra:
             raise Conflict(
@@ -287,6 +335,21 @@ async def retrain(
         if principal.user_id == owner_id
         else Principal(user_id=owner_id, username="", role=Role.USER)
     )
+    if recipe.csv is not None:
+        return await jobs.submit_csv(
+            owner,
+            model_name,
+            recipe.csv,
+            recipe.filename,
+            recipe.target,
+            recipe.algorithm,
+            recipe.params,
+            Task(task),
+            recipe.test_size,
+            recipe.choices,
+            None if version.image is None else ImageSpec.model_validate(version.image),
+            extra_rows=extra,
+        )
     return await jobs.submit_builtin(
         owner,
         model_name,
