@@ -382,9 +382,10 @@ ROUTES: list[Route] = [
         owns="api",
         description=(
             "Owner or admin. A training job (as `POST /api/models/train` answers) on the served "
-            "version's built-in dataset, algorithm, parameters and test share, plus, with "
-            "`include_feedback`, the API's feedback joined to its logged inputs. 409 "
-            "`RECIPE_UNAVAILABLE` for a version trained from a CSV (not kept) or uploaded, 409 "
+            "version's built-in dataset or kept training CSV, algorithm, parameters and test "
+            "share, plus, with `include_feedback`, the API's feedback joined to its logged "
+            "inputs. 409 `RECIPE_UNAVAILABLE` for an uploaded version, a CSV version saved "
+            "before training CSVs were kept, or one whose kept CSV changed on disk, 409 "
             "`NO_FEEDBACK` when no feedback joins a logged input; nothing is queued then. The "
             "new version is not deployed: deploy it (the deploy guard applies)."
         ),
