@@ -67,7 +67,7 @@ export const fr = {
   'retrain.start': 'Lancer l’entraînement',
   'retrain.succeeded': 'La version v{version} est entraînée : comparez-la à la version en service avant de la déployer.',
   'retrain.recipeUnavailable':
-    'Impossible de réentraîner cette version : modelgate n’en a pas la recette (CSV d’origine non conservé, ou version importée). Entraînez une nouvelle version depuis l’assistant, ou importez-la.',
+    'Impossible de réentraîner cette version : modelgate n’en a pas la recette (version importée, ou entraînée sur un CSV avant que modelgate ne le conserve, ou CSV modifié depuis). Entraînez une nouvelle version depuis l’assistant, ou importez-la.',
   'retrain.forbidden': 'Seul le propriétaire de l’API ou un administrateur peut la réentraîner.',
 } as const
 
@@ -135,6 +135,6 @@ export const en: Record<keyof typeof fr, string> = {
   'retrain.start': 'Start training',
   'retrain.succeeded': 'Version v{version} is trained: compare it with the serving version before deploying it.',
   'retrain.recipeUnavailable':
-    'This version cannot be retrained: modelgate does not have its recipe (the original CSV is not kept, or the version was uploaded). Train a new version from the wizard, or upload one.',
+    'This version cannot be retrained: modelgate does not have its recipe (the version was uploaded, or trained on a CSV before modelgate kept it, or that CSV changed since). Train a new version from the wizard, or upload one.',
   'retrain.forbidden': 'Only the API’s owner or an admin can retrain it.',
 }
