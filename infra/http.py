@@ -17,6 +17,7 @@ gives (the embedded ClickHouse server answers ClickHouse's ``Code: N. DB::Except
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import zlib
@@ -581,6 +582,9 @@ async def start_app(
     except BaseException:
         await runner.cleanup()
         raise
+    # What the app's start made (its connections, caches, routes) lives as long as the service:
+    # out of the garbage collector's way from now on (``infra.service.tune_gc``).
+    gc.freeze()
     return runner
 
 

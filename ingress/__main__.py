@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from infra import http
-from infra.service import configure_logging, parse_service_args
+from infra.service import configure_logging, parse_service_args, tune_gc
 from ingress.app import create_app
 from ingress.settings import IngressSettings
 
@@ -12,6 +12,7 @@ def main(argv: list[str] | None = None) -> int:
     parse_service_args("modelgate ingress", "Serve the prediction APIs.", argv)
     settings = IngressSettings()
     configure_logging(settings.log_level, settings.ingress_id)
+    tune_gc(settings.gc_gen0_threshold)
     http.run_app(
         create_app(settings),
         settings.ingress_host,

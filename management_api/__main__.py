@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from infra import http
-from infra.service import configure_logging
+from infra.service import configure_logging, tune_gc
 from management_api.app import create_app
 from management_api.settings import ManagementSettings
 
@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.port:
         settings.management_port = args.port
     configure_logging(settings.log_level)
+    tune_gc(settings.gc_gen0_threshold)
     http.run_app(create_app(settings), settings.management_host, settings.management_port, settings)
     return 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.service import configure_logging, parse_service_args, run_until_signalled
+from infra.service import configure_logging, parse_service_args, run_until_signalled, tune_gc
 from metrics_consumer.settings import ConsumerSettings
 from metrics_consumer.worker import Worker
 
@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     settings = ConsumerSettings()
     configure_logging(settings.log_level)
+    tune_gc(settings.gc_gen0_threshold)
     run_until_signalled(Worker(settings).run)
     return 0
 

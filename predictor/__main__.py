@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.service import configure_logging, parse_service_args, run_until_signalled
+from infra.service import configure_logging, parse_service_args, run_until_signalled, tune_gc
 from predictor.settings import PredictorSettings
 from predictor.worker import Worker
 
@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     settings = PredictorSettings()
     configure_logging(settings.log_level, settings.predictor_id)
+    tune_gc(settings.gc_gen0_threshold)
     run_until_signalled(Worker(settings).run)
     return 0
 

@@ -39,7 +39,7 @@ from infra.clickhouse_server.protocol import (
 from infra.clickhouse_server.service import QueryService, Reply, credentials_from
 from infra.clickhouse_server.sessions import Sessions
 from infra.clickhouse_server.settings import ClickHouseServerSettings
-from infra.service import configure_logging
+from infra.service import configure_logging, tune_gc
 
 log = logging.getLogger(__name__)
 
@@ -356,6 +356,7 @@ def main(argv: list[str]) -> int:
         overrides["clickhouse_server_data_dir"] = args.data_dir
     settings = ClickHouseServerSettings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_level)
+    tune_gc(settings.gc_gen0_threshold)
     # The services' bounds (MODELGATE_HTTP_*): head and body timeouts, header limits, a cap on
     # open connections overall and per client address; edge errors in ClickHouse's shape.
     edge = http.HttpServerSettings()
