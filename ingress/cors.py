@@ -15,10 +15,8 @@ granted: a public page must not reach an ingress that only an intranet can see.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 PREFIXES = ("/api/predict/", "/v2/")
 """Paths browsers may call cross-origin: the prediction route and the Open Inference Protocol's."""
@@ -30,8 +28,6 @@ EXPOSE_HEADERS = (
 )
 MAX_AGE_S = 600
 """How long a browser may reuse a preflight's answer (Chromium caps it at 7,200 s)."""
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def cors_path(path: str) -> bool:
@@ -58,33 +54,34 @@ def preflight_headers(allowed: str) -> dict[str, str]:
     }
 
 
-def middleware(origins: list[str]) -> Middleware:
-    """CORS and ``Server-Timing`` for the paths of :data:`PREFIXES`; other paths pass untouched."""
-    origins = list(origins)
-    listed = "*" not in origins
+class Cors:
+    """The CORS policy of ``origins`` (``*`` or a list), applied by ingress's edge middleware
+    (``ingress.app``) to the paths of :data:`PREFIXES`."""
 
-    @web.middleware
-    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not cors_path(request.path):
-            return await handler(request)
-        allowed = allow_origin(origins, request.headers.get("Origin"))
-        if request.method == "OPTIONS":
-            # Answered here for any such path, routed or not: nothing behind runs.
-            headers = preflight_headers(allowed) if allowed is not None else {}
-            if listed:
-                headers["Vary"] = "Origin"
-            return web.Response(status=204, headers=headers)
-        started = time.perf_counter()
-        response = await handler(request)
-        if response.prepared:  # streamed: its headers are gone already
-            return response
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
-        response.headers["Server-Timing"] = f"ingress;dur={elapsed_ms:.1f}"
+    def __init__(self, origins: list[str]) -> None:
+        self.origins = list(origins)
+        self.listed = "*" not in self.origins
+
+    def allowed(self, request: web.Request) -> str | None:
+        return allow_origin(self.origins, request.headers.get("Origin"))
+
+    def preflight(self, allowed: str | None) -> web.Response:
+        """The answer to an ``OPTIONS`` request on such a path, routed or not: nothing behind
+        runs (no key check, no token spent, no event)."""
+        headers = preflight_headers(allowed) if allowed is not None else {}
+        if self.listed:
+            headers["Vary"] = "Origin"
+        return web.Response(status=204, headers=headers)
+
+    def finish(self, response: web.StreamResponse, allowed: str | None, started: float) -> None:
+        """The answer's CORS headers and ingress's time in ``Server-Timing`` (not on an answer
+        already streamed: its headers are gone)."""
+        if response.prepared:
+            return
+        headers = response.headers
+        headers["Server-Timing"] = f"ingress;dur={(time.perf_counter() - started) * 1000.0:.1f}"
         if allowed is not None:
-            response.headers["Access-Control-Allow-Origin"] = allowed
-            response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
-        if listed:
-            response.headers.add("Vary", "Origin")
-        return response
-
-    return cors
+            headers["Access-Control-Allow-Origin"] = allowed
+            headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
+        if self.listed:
+            headers.add("Vary", "Origin")

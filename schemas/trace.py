@@ -109,4 +109,4 @@ class RequestTrace:
 
     def traceparent(self) -> str:
         """The header naming ingress's span as the parent: for the answer and the predictor."""
-        return TraceParent(self.trace_id, self.span_id, self.flags).header()
+        return f"00-{self.trace_id}-{self.span_id}-{self.flags:02x}"
