@@ -582,9 +582,6 @@ async def start_app(
     except BaseException:
         await runner.cleanup()
         raise
-    # What the app's start made (its connections, caches, routes) lives as long as the service:
-    # out of the garbage collector's way from now on (``infra.service.tune_gc``).
-    gc.freeze()
     return runner
 
 
@@ -616,6 +613,9 @@ def run_app(
             shutdown_timeout=shutdown_timeout,
             **kwargs,
         )
+        # What the app's start made (connections, caches, routes) lives as long as the service:
+        # out of the garbage collector's way from now on (``infra.service.tune_gc``).
+        gc.freeze()
         try:
             await stop.wait()
         finally:

@@ -37,6 +37,7 @@ def tune_gc(gen0_threshold: int) -> None:
     generations keep their ratios (each after 20 and 10 collections of the one below), so
     garbage in reference cycles is still reclaimed, only in larger, rarer steps.
     """
+    gc.collect()  # garbage is not frozen with the rest
     gc.freeze()
     if gen0_threshold > 0:
         gc.set_threshold(gen0_threshold, 20, 10)
