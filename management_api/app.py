@@ -22,7 +22,7 @@ from management_api.accounts import Accounts
 from management_api.alert_engine import AlertEngine, Lease, publish_transition
 from management_api.alert_rules import AlertRules
 from management_api.announcer import ChangeAnnouncer
-from management_api.catalog import Catalog
+from management_api.catalog import Catalog, CompileLimits
 from management_api.db import create_engine, migrate, session_factory
 from management_api.exports import Exports
 from management_api.http import csp_for, error_middleware, with_auth
@@ -118,7 +118,10 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
             settings.management_data_dir, settings.management_admin_username, generated
         )
     catalog = Catalog(
-        sessions, ModelStore(settings.model_store), csv_limits=TrainingLimits.of(settings).csv
+        sessions,
+        ModelStore(settings.model_store),
+        csv_limits=TrainingLimits.of(settings).csv,
+        compile_limits=CompileLimits.of(settings),
     )
     await catalog.verify_stored()  # entries of an earlier run: verified, or refused with a log
     # Entries saved before compiled inference: converted to ONNX in the background.

@@ -58,6 +58,7 @@ from management_api.errors import (
 )
 from management_api.fitting import TrainedModel, example_prediction
 from management_api.images import check_image, image_integers
+from management_api.settings import ManagementSettings
 from management_api.upload_reference import (
     REFERENCE_RESULT_BYTES,
     profile_of,
@@ -228,6 +229,15 @@ class CompileLimits:
     timeout_s: float = 120.0
     max_onnx_bytes: int = 512 * 1024 * 1024
     concurrent: int = 1
+
+    @classmethod
+    def of(cls, settings: ManagementSettings) -> CompileLimits:
+        seconds = settings.management_compile_time_limit_s
+        return cls(
+            memory_bytes=settings.management_compile_memory_mb * 1024 * 1024,
+            cpu_seconds=seconds,
+            timeout_s=seconds,
+        )
 
 
 HELD_OUT = "held-out split"

@@ -26,7 +26,7 @@ from infra.model_store import ModelStore
 from infra.sandbox import SandboxFailed, SandboxMemoryError, SandboxTimeout, run_limited
 from management_api.accounts import Principal
 from management_api.algorithms import resolve_params
-from management_api.catalog import Catalog
+from management_api.catalog import Catalog, serving_public
 from management_api.datasets import (
     DATASETS,
     ColumnChoices,
@@ -43,7 +43,7 @@ from management_api.fitting import train_job, trained_from_job
 from management_api.images import check_image_count, image_of_dataset
 from management_api.settings import ManagementSettings
 from schemas import ImageSpec, Task
-from schemas.resources import JobStatus, TrainingJob, TrainingLogs
+from schemas.resources import JobStatus, ServingRuntime, TrainingJob, TrainingLogs
 
 log = logging.getLogger(__name__)
 
@@ -487,6 +487,7 @@ class TrainingJobs:
                 *kept_csv(job.work),
             )
             state.model_id, state.version_number = model.id, version.number
+            state.say(await self._runtime_line(version.id))
             state.status = JobStatus.SUCCEEDED
             state.say(f"done: {state.model_name!r} version {version.number}", 1.0)
         except asyncio.CancelledError:
@@ -614,6 +615,23 @@ class TrainingJobs:
 
     async def get(self, principal: Principal, job_id: str) -> TrainingJob:
         return (await self._state(principal, job_id)).public(self._position(job_id))
+
+    async def _runtime_line(self, version_id: str) -> str:
+        """The training log's line on how predictors will run the new version."""
+        try:
+            metadata = await asyncio.to_thread(self._catalog.store.metadata, version_id)
+        except Exception:
+            return "served by: unknown (its metadata could not be read)"
+        serving = serving_public(metadata)
+        if serving is None:
+            return "served by: scikit-learn (no ONNX check recorded)"
+        if serving.runtime is ServingRuntime.ONNX:
+            diff = serving.max_abs_diff
+            return (
+                f"served by: onnxruntime (agrees with scikit-learn on {serving.rows_checked} "
+                f"check rows, largest difference {diff if diff is not None else 0:.1e})"
+            )
+        return f"served by: scikit-learn ({serving.reason or 'no reason recorded'})"
 
     async def logs(self, principal: Principal, job_id: str, after: int) -> TrainingLogs:
         state = await self._state(principal, job_id)

@@ -92,6 +92,14 @@ class ManagementSettings(HttpServerSettings):
     """Memory (address space, MiB) one training process may take beyond its libraries; past it
     the job fails."""
 
+    management_compile_memory_mb: int = Field(1024, ge=64)
+    """Memory (address space, MiB) converting one version to ONNX and checking it may take (its
+    own child process); past it the version is served by scikit-learn, the reason recorded."""
+
+    management_compile_time_limit_s: float = Field(120.0, gt=0)
+    """Wall-clock and CPU limit of one ONNX conversion and check; past it, scikit-learn serves
+    the version, the reason recorded."""
+
     management_csv_max_features: int = 1000
     """Feature columns (besides the target) a training CSV may have; more is refused with 400."""
 

@@ -55,6 +55,9 @@ async def test_trains_iris_and_a_csv_with_categories(api: Api) -> None:
     assert status == 200 and any("estimators" in line for line in logs["lines"])
     status, model = await api.call("GET", f"/api/models/{job['model_id']}", headers)
     version = model["versions"][0]
+    # The log says which runtime predictors will use, as the version's details do.
+    runtime = {"onnx": "onnxruntime", "sklearn": "scikit-learn"}[version["serving"]["runtime"]]
+    assert any(f"served by: {runtime}" in line for line in logs["lines"]), logs["lines"]
     assert model["task"] == "classification" and version["number"] == 1
     assert (
         set(version["metrics"]) == {"accuracy", "f1", "roc_auc"}
