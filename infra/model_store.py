@@ -871,6 +871,23 @@ class ModelStore:
             compiled=self._compiled(folder, version_id, metadata, estimator),
         )
 
+    def with_serving_record(self, model: LoadedModel) -> LoadedModel | None:
+        """``model`` as it is served now that its version has a serving record (written by
+        management-api when it compiled a version saved before compiled inference): with its ONNX
+        session when onnxruntime agreed and the file matches its hash. ``None`` while the version
+        still has no record. The estimator (and its verified skops bytes) stays as loaded."""
+        metadata = self.metadata(model.version_id)
+        if not isinstance(metadata.get(SERVING_KEY), dict):
+            return None
+        folder = self.path_of(model.version_id)
+        return LoadedModel(
+            version_id=model.version_id,
+            estimator=model.estimator,
+            metadata=metadata,
+            size_bytes=model.size_bytes,
+            compiled=self._compiled(folder, model.version_id, metadata, model.estimator),
+        )
+
     @staticmethod
     def _compiled(
         folder: Path, version_id: str, metadata: dict[str, Any], estimator: Any

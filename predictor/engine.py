@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from infra.compiled import SERVING_KEY
 from infra.model_store import LoadedModel, ModelStore, ModelStoreError
 from schemas import ErrorCode
 from schemas.messages import RowResult
@@ -27,6 +28,8 @@ from schemas.messages import RowResult
 log = logging.getLogger(__name__)
 
 MAX_ERROR_MESSAGE = 300
+SERVING_RECHECK_S = 5.0
+"""How often a loaded version without a serving record looks for one (``ModelCache``)."""
 
 ARGMAX_CLASSIFIERS = frozenset(
     {
@@ -57,6 +60,7 @@ class ModelCache:
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
+        self._recheck_at: dict[str, float] = {}
         self.loads = 0
         self.evictions = 0
 
@@ -65,9 +69,10 @@ class ModelCache:
         is loading (a preload, say) wait for that load instead of loading it a second time."""
         with self._lock:
             model = self._hit(version_id)
-            if model is not None:
-                return model
-            loading = self._loading.setdefault(version_id, threading.Lock())
+            if model is None:
+                loading = self._loading.setdefault(version_id, threading.Lock())
+        if model is not None:
+            return self._served_now(model)
         with loading:
             with self._lock:
                 model = self._hit(version_id)
@@ -93,6 +98,36 @@ class ModelCache:
                     if self._loading.get(version_id) is loading:
                         del self._loading[version_id]
         return model
+
+    def _served_now(self, model: LoadedModel) -> LoadedModel:
+        """A version loaded before it had a serving record (management-api compiles versions
+        saved before compiled inference in the background when it starts) is switched to
+        onnxruntime once the record says so: its record is looked for every
+        ``SERVING_RECHECK_S`` at most, until there is one."""
+        if model.compiled is not None or SERVING_KEY in model.metadata:
+            return model
+        now = time.monotonic()
+        with self._lock:
+            if now < self._recheck_at.get(model.version_id, 0.0):
+                return model
+            self._recheck_at[model.version_id] = now + SERVING_RECHECK_S
+        try:
+            served = self._store.with_serving_record(model)
+        except (ModelStoreError, OSError) as exc:
+            log.warning("model %s: its serving record cannot be read (%s)", model.version_id, exc)
+            return model
+        if served is None:
+            return model
+        with self._lock:
+            if self._models.get(model.version_id) is model:
+                self._models[model.version_id] = served
+            self._recheck_at.pop(model.version_id, None)
+        log.info(
+            "model %s has a serving record now: served by %s",
+            model.version_id,
+            "onnxruntime" if served.compiled is not None else "scikit-learn",
+        )
+        return served
 
     def _hit(self, version_id: str) -> LoadedModel | None:
         model = self._models.get(version_id)

@@ -377,3 +377,63 @@ def test_a_model_with_several_outputs_is_served_by_scikit_learn() -> None:
     onnx, record = compile_estimator(model, features, x.values.tolist()[:50], "held-out split")
     assert onnx is None and record["runtime"] == "sklearn"
     assert "several outputs" in record["reason"]
+
+
+def test_compile_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from management_api.catalog import CompileLimits
+    from management_api.settings import ManagementSettings
+
+    default = CompileLimits.of(ManagementSettings())
+    assert (default.memory_bytes, default.timeout_s) == (1024 * 2**20, 120.0)
+    monkeypatch.setenv("MODELGATE_MANAGEMENT_COMPILE_MEMORY_MB", "256")
+    monkeypatch.setenv("MODELGATE_MANAGEMENT_COMPILE_TIME_LIMIT_S", "30")
+    limits = CompileLimits.of(ManagementSettings())
+    assert limits.memory_bytes == 256 * 2**20
+    assert limits.cpu_seconds == limits.timeout_s == 30.0
+
+
+def test_a_version_loaded_before_its_compile_switches_to_onnx_once_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """management-api compiles versions saved before compiled inference in the background at
+    its start; a predictor that loaded one meanwhile (scikit-learn) picks up the record."""
+    import predictor.engine as engine
+
+    monkeypatch.setattr(engine, "SERVING_RECHECK_S", 0.0)
+    pipeline, frame, features = uploaded_pipeline()
+    store = ModelStore(tmp_path)
+    store.save("old", pipeline, {})  # no serving record: saved before compiled inference
+    assert store.uncompiled() == ["old"]
+    cache = ModelCache(store, 2)
+    assert cache.get("old").compiled is None
+    assert cache.get("old").compiled is None and not cache.compiled("old")  # still no record
+
+    onnx, record = compile_estimator(pipeline, features, None, "")
+    assert record["runtime"] == "onnx", record["reason"]
+    store.record_compiled("old", record, onnx)
+    served = cache.get("old")
+    assert served.compiled is not None and cache.compiled("old")
+    assert cache.get("old") is served  # kept, not looked up again
+    names = list(frame.columns)
+    rows = [[None if pd.isna(v) else v for v in row] for row in frame.values.tolist()[:20]]
+    onnx_answers, sklearn_answers, by_onnx = both_paths(store, "old", names, rows, True)
+    assert by_onnx
+    assert_same_answers(onnx_answers, sklearn_answers)
+
+
+def test_a_fallback_record_stops_the_rechecks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import predictor.engine as engine
+
+    monkeypatch.setattr(engine, "SERVING_RECHECK_S", 0.0)
+    pipeline, _, _ = uploaded_pipeline()
+    store = ModelStore(tmp_path)
+    store.save("old", pipeline, {})
+    cache = ModelCache(store, 1)
+    first = cache.get("old")
+    store.record_compiled("old", {"runtime": "sklearn", "reason": "no converter"}, None)
+    served = cache.get("old")
+    assert served is not first and served.compiled is None
+    assert SERVING_KEY in served.metadata  # scikit-learn for good: no more lookups
+    assert cache.get("old") is served
