@@ -145,13 +145,15 @@ def _edge_middleware(settings: IngressSettings) -> Middleware:
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        # Armed first, for preflights too: a body still arriving after the answer (read and
+        # dropped by aiohttp) is cut off at the deadline.
+        deadline = http.arm_body_deadline(request, timeout_s)
         browser = cors.cors_path(request.path)
         allowed = policy.allowed(request) if browser else None
         if browser and request.method == "OPTIONS":
             response: web.StreamResponse = policy.preflight(allowed)
             http.add_security_headers(response)
             return response
-        deadline = http.arm_body_deadline(request, timeout_s)
         started = time.perf_counter()
         trace = tracing.request_trace(request)
         token = tracing.enter(trace)

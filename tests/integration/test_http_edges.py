@@ -226,6 +226,37 @@ async def test_slow_body_is_answered_408(world: PredictionWorld, ingress: Serve)
     assert orjson.loads(body[: body.rindex(b"}") + 1])["error"]["code"] == "REQUEST_TIMEOUT"
 
 
+async def test_a_preflight_with_a_body_still_arriving_is_cut_off(ingress: Serve) -> None:
+    """A CORS preflight is answered before anything reads the body; a body still trickling in
+    after the 204 must not hold the connection past the body timeout."""
+    url = await ingress()
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"OPTIONS /api/predict/iris HTTP/1.1\r\nHost: x\r\nOrigin: https://a.example\r\n"
+        b"Access-Control-Request-Method: POST\r\nContent-Length: 1000\r\n\r\n{"
+    )
+    answer = b""
+    closed = False
+    for _ in range(80):  # one byte every 0.1 s for 8 s at most; the body timeout is 1 s
+        try:
+            writer.write(b" ")
+            await writer.drain()
+            data = await asyncio.wait_for(reader.read(4096), 0.1)
+        except TimeoutError:
+            continue
+        except ConnectionError:
+            closed = True
+            break
+        if data == b"":
+            closed = True
+            break
+        answer += data
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 204"), answer[:200]
+    assert closed, "a preflight's trickling body held the connection past the body timeout"
+
+
 async def test_connections_over_the_cap_get_503_json_and_the_service_still_answers(
     ingress: Serve,
 ) -> None:
