@@ -180,17 +180,18 @@ async def test_management_gzip_bomb_is_answered_413(management: str) -> None:
             assert response.status in (200, 503)  # answered, whatever the dependencies say
 
 
-async def test_slow_client_sending_its_head_byte_by_byte_is_cut_off(ingress: Serve) -> None:
-    url = await ingress()
-    host, port = url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"POST /api/predict/iris HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+async def trickle(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, byte: bytes, rounds: int
+) -> tuple[bytes, bool]:
+    """Send ``byte`` every 0.1 s (``rounds`` times at most) until the server closes: what it
+    answered meanwhile, and whether it closed."""
+    answer = b""
     closed = False
-    for _ in range(100):  # 10 s of one byte every 0.1 s; the head timeout is 1 s
+    for _ in range(rounds):
         try:
-            writer.write(b"a")
+            writer.write(byte)
             await writer.drain()
-            data = await asyncio.wait_for(reader.read(1024), 0.1)
+            data = await asyncio.wait_for(reader.read(4096), 0.1)
         except TimeoutError:
             continue
         except ConnectionError:
@@ -199,7 +200,18 @@ async def test_slow_client_sending_its_head_byte_by_byte_is_cut_off(ingress: Ser
         if data == b"":
             closed = True
             break
+        answer += data
     writer.close()
+    return answer, closed
+
+
+async def test_slow_client_sending_its_head_byte_by_byte_is_cut_off(ingress: Serve) -> None:
+    url = await ingress()
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"POST /api/predict/iris HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    # 10 s of one byte every 0.1 s; the head timeout is 1 s
+    _, closed = await trickle(reader, writer, b"a", rounds=100)
     assert closed, "the server kept a connection whose head never ended"
 
 
@@ -236,23 +248,8 @@ async def test_a_preflight_with_a_body_still_arriving_is_cut_off(ingress: Serve)
         b"OPTIONS /api/predict/iris HTTP/1.1\r\nHost: x\r\nOrigin: https://a.example\r\n"
         b"Access-Control-Request-Method: POST\r\nContent-Length: 1000\r\n\r\n{"
     )
-    answer = b""
-    closed = False
-    for _ in range(80):  # one byte every 0.1 s for 8 s at most; the body timeout is 1 s
-        try:
-            writer.write(b" ")
-            await writer.drain()
-            data = await asyncio.wait_for(reader.read(4096), 0.1)
-        except TimeoutError:
-            continue
-        except ConnectionError:
-            closed = True
-            break
-        if data == b"":
-            closed = True
-            break
-        answer += data
-    writer.close()
+    # one byte every 0.1 s for 8 s at most; the body timeout is 1 s
+    answer, closed = await trickle(reader, writer, b" ", rounds=80)
     assert answer.startswith(b"HTTP/1.1 204"), answer[:200]
     assert closed, "a preflight's trickling body held the connection past the body timeout"
 
