@@ -126,3 +126,21 @@ def wait_until(
         if every is not None:
             every()
         time.sleep(0.5)
+
+
+def press(button: Any, tries: int = 5) -> None:
+    """Clicks a toggle button until it reports ``aria-pressed="true"``.
+
+    Playwright clicks at the coordinates it measured; a page whose data arrives between that
+    measure and the click moves the button, and the click lands elsewhere (seen once in CI on the
+    monitoring page's range switch). The click is repeated, never more than ``tries`` times.
+    """
+    for _ in range(tries - 1):
+        button.click()
+        try:
+            expect(button).to_have_attribute("aria-pressed", "true", timeout=3_000)
+            return
+        except AssertionError:
+            continue
+    button.click()
+    expect(button).to_have_attribute("aria-pressed", "true")
