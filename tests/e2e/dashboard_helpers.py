@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 # Assertions wait up to 15 s (Playwright's default is 5 s): on a busy 2-core machine a page whose
 # data comes from ClickHouse or a training job is right, only late (seen in clean-clone runs).
@@ -128,8 +128,9 @@ def wait_until(
         time.sleep(0.5)
 
 
-def press(button: Any, tries: int = 5) -> None:
-    """Clicks a toggle button until it reports ``aria-pressed="true"``.
+def press(button: Locator, tries: int = 5) -> None:
+    """Clicks a choice button (a range: choosing it again keeps it chosen) until it reports
+    ``aria-pressed="true"``. Not for an on/off toggle, which a second click would turn off.
 
     Playwright clicks at the coordinates it measured; a page whose data arrives between that
     measure and the click moves the button, and the click lands elsewhere (seen once in CI on the

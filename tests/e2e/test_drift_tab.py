@@ -167,7 +167,7 @@ def test_the_drift_tab_shows_the_drifted_feature_first_and_the_live_accuracy(
 
             # The live accuracy from the feedback, next to the test accuracy.
             tid(page, "tab-performance").click()
-            tid(page, "perf-range-1h").click()
+            press(tid(page, "perf-range-1h"))
             expect(tid(page, "perf-tab")).to_have_attribute("data-state", "ready")
             expect(tid(page, "perf-matched")).to_contain_text(str(perf["matched"]))
             live = tid(page, "perf-accuracy-1")
