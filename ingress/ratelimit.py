@@ -24,8 +24,9 @@ on. The design (``docs/rate-limits.md`` tells it for users):
   bucket is never refilled: a shrinking bucket keeps its fill (tokens rescaled proportionally,
   ``tokens * new / old``) and announces the tokens it gave up (``released``) in its next
   heartbeat; a growing bucket keeps its tokens (its capacity and refill rate grow) and receives,
-  from each release it hears, the part its share has among the replicas other than the one
-  releasing. The parts sum to the release, so the tokens of all replicas sum to what they were
+  from each release it hears, its part: a release is split among the replicas whose share grew
+  since the releaser's bucket was last sized, by their growth (they have the room), or by share
+  when none did. The parts sum to the release, so the tokens of all replicas sum to what they were
   and the replicas together behave as one bucket of the limit (a burst of ``limit``, a refill of
   ``limit``/min). A replica re-splits all its buckets at each of its heartbeats (also those of
   keys nobody sends it any more), and a key's bucket at once when a request finds its share
@@ -153,9 +154,10 @@ class ShareBook:
         """Limit of each key this replica saw a request for (announced with its demand)."""
         self.held: set[str] = set()
         """Keys this replica holds a bucket of (kept by its ``RateLimiter``)."""
-        self.unheld: dict[str, tuple[int, float]] = {}
-        """Keys a peer started to ask for that this replica holds no bucket of: (limit, share
-        before): its bucket there is full at that share, and it gives up what it loses of it."""
+        self.unheld: dict[str, tuple[int, Shares]] = {}
+        """Keys a peer started to ask for that this replica holds no bucket of: (limit, split
+        before): its bucket there is full at its share of that split, and it gives up what it
+        loses of it."""
 
     # -- membership ------------------------------------------------------------------------
 
@@ -207,7 +209,7 @@ class ShareBook:
                 continue
             limit = limits.get(key)
             if limit is not None and limit > 0:
-                self.unheld[key] = (limit, self.shares(key, limit)[self.replica_id])
+                self.unheld[key] = (limit, self.shares(key, limit))
         if len(self.unheld) > MAX_REPORTED_KEYS:
             self.unheld.clear()  # full at the current share, then: fewer tokens move, not more
 
@@ -318,19 +320,34 @@ class ShareBook:
         self._cache[key] = (self.version, limit, split)
         return split
 
-    def release(self, key: str, tokens: float, split: Shares, limit: int) -> None:
-        """This replica gave ``tokens`` of ``key`` up (its share shrank, or it leaves): each
-        other replica gets its part by its share in ``split`` (this replica's view when giving
-        up; the parts are named in the announcement, so they sum to what was given)."""
+    def release(
+        self, key: str, tokens: float, split: Shares, limit: int, before: Shares | None = None
+    ) -> None:
+        """This replica gave ``tokens`` of ``key`` up (its share shrank, or it leaves): they go
+        to the replicas whose share grew since ``before`` (the split this replica's bucket was
+        last sized by), each by its growth, since those have room for them; to every other
+        replica by its share in ``split`` when none grew (or on leaving). This replica's view
+        when giving up; the parts are named in the announcement, so they sum to what was given.
+
+        By share alone, a release would also go to the replicas whose share shrank as well, full
+        buckets at the start of a burst: they would send it back to a releaser that is full too,
+        and the tokens would be lost (fewer requests let through than the limit)."""
         if tokens <= 0:
             return
-        others = limit - split.get(self.replica_id, 0.0)
-        if others <= 0:
+        weights: dict[str, float] = {}
+        if before is not None:
+            for rid, share in split.items():
+                grown = share - before.get(rid, 0.0)
+                if rid != self.replica_id and grown > 1e-9:
+                    weights[rid] = grown
+        if not weights:
+            weights = {rid: share for rid, share in split.items() if rid != self.replica_id}
+        whole = sum(weights.values())
+        if whole <= 0:
             return
         to = self.released.setdefault(key, {})
-        for rid, share in split.items():
-            if rid != self.replica_id:
-                to[rid] = to.get(rid, 0.0) + tokens * share / others
+        for rid, weight in weights.items():
+            to[rid] = to.get(rid, 0.0) + tokens * weight / whole
 
     def send_back(self, key: str, releaser: str, tokens: float) -> None:
         """Tokens ``releaser`` released to this replica that it has no room for."""
@@ -340,7 +357,7 @@ class ShareBook:
 
 
 class _Bucket:
-    __slots__ = ("capacity", "limit", "rate", "tokens", "updated")
+    __slots__ = ("capacity", "limit", "rate", "split", "tokens", "updated")
 
     def __init__(self, limit: int, capacity: float, now: float) -> None:
         self.limit = limit
@@ -348,6 +365,9 @@ class _Bucket:
         self.rate = capacity / 60.0
         self.tokens = capacity
         self.updated = now
+        self.split: Shares | None = None
+        """The split of the key's limit this bucket was last settled with (``None``: no peers
+        to split with): whose share grows from it is where a release goes."""
 
 
 def resplit_tokens(tokens: float, old_share: float, new_share: float) -> tuple[float, float]:
@@ -416,8 +436,13 @@ class RateLimiter:
             bucket = self._buckets[key] = _Bucket(limit, share, now)
             return bucket
         before = book.unheld.pop(key, None)
-        capacity = before[1] if before is not None and before[0] == limit else share
+        if before is not None and before[0] == limit:
+            split = before[1]
+            capacity = split.get(book.replica_id, share)
+        else:
+            split, capacity = book.shares(key, limit), share
         bucket = self._buckets[key] = _Bucket(limit, capacity, now)
+        bucket.split = split
         book.held.add(key)
         for releaser, tokens in book.incoming.pop(key, ()):  # a full bucket has no room
             book.send_back(key, releaser, tokens)
@@ -429,11 +454,13 @@ class RateLimiter:
     def _settle(self, book: ShareBook, key: str, bucket: _Bucket, share: float) -> None:
         """Bring ``bucket`` to this replica's current share of its key, then add what others
         released to it (capped at its capacity)."""
+        split = book.shares(key, bucket.limit)
         if share != bucket.capacity:
             bucket.tokens, given = resplit_tokens(bucket.tokens, bucket.capacity, share)
-            book.release(key, given, book.shares(key, bucket.limit), bucket.limit)
+            book.release(key, given, split, bucket.limit, bucket.split)
             bucket.capacity = share
             bucket.rate = share / 60.0
+        bucket.split = split
         returns = book.returns.pop(key, 0.0)
         if returns:  # what this replica released and others had no room for (rest: dropped)
             bucket.tokens = min(bucket.capacity, bucket.tokens + returns)
