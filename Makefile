@@ -3,9 +3,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # The suite mostly waits on services (one core runs it only 6% slower than two), so two workers
-# halve its time; a file's tests stay together in one worker (module fixtures, shared stack).
+# halve its time; a file's tests stay together in one worker (module fixtures, shared stack),
+# the slowest files first (tests/conftest.py).
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadfile
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: bootstrap run test unit integration e2e conformance lint format bench clean
 

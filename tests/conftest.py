@@ -17,6 +17,29 @@ from infra.topology import DeclaredTopology, Topology, declare_topology, delete_
 from tests.services import CLICKHOUSE_HOWTO, EmbeddedClickHouse, find_rabbitmq
 from tests.teardown import bounded
 
+SLOWEST_FILES_FIRST = (
+    "tests/integration/test_supervisor.py",
+    "tests/e2e/test_dashboard.py",
+    "tests/e2e/test_management_stack.py",
+    "tests/integration/test_metrics_pipeline.py",
+    "tests/e2e/test_schemathesis.py",
+    "tests/integration/test_training_limits.py",
+    "tests/e2e/test_traffic_panel.py",
+    "tests/e2e/test_alerts_page.py",
+    "tests/e2e/test_live_charts.py",
+    "tests/e2e/test_issue11_xss.py",
+    "tests/e2e/test_drift_tab.py",
+)
+"""Files that take longest (``--durations``), run first: ``make test`` hands whole files to two
+workers (``--dist loadfile --no-loadscope-reorder``, in the order collected). By default xdist
+orders files by their number of tests, which put these last, where one of them can leave a worker
+alone at the end of the run."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: index for index, path in enumerate(SLOWEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
 
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> Iterator[str]:
