@@ -320,9 +320,7 @@ class ShareBook:
         self._cache[key] = (self.version, limit, split)
         return split
 
-    def release(
-        self, key: str, tokens: float, split: Shares, limit: int, before: Shares | None = None
-    ) -> None:
+    def release(self, key: str, tokens: float, split: Shares, before: Shares | None = None) -> None:
         """This replica gave ``tokens`` of ``key`` up (its share shrank, or it leaves): they go
         to the replicas whose share grew since ``before`` (the split this replica's bucket was
         last sized by), each by its growth, since those have room for them; to every other
@@ -457,7 +455,7 @@ class RateLimiter:
         split = book.shares(key, bucket.limit)
         if share != bucket.capacity:
             bucket.tokens, given = resplit_tokens(bucket.tokens, bucket.capacity, share)
-            book.release(key, given, split, bucket.limit, bucket.split)
+            book.release(key, given, split, bucket.split)
             bucket.capacity = share
             bucket.rate = share / 60.0
         bucket.split = split
@@ -505,7 +503,7 @@ class RateLimiter:
             return
         self.settle()
         for key, bucket in self._buckets.items():
-            book.release(key, bucket.tokens, book.shares(key, bucket.limit), bucket.limit)
+            book.release(key, bucket.tokens, book.shares(key, bucket.limit))
             bucket.tokens = 0.0
 
     def forget(self, key: str) -> None:

@@ -209,7 +209,7 @@ def _login(management: str, username: str, password: str) -> int:
         return exc.code
 
 
-def test_up_honours_every_port_and_the_data_dir_and_keeps_the_demo_secrets(
+def test_up_honours_every_port_and_the_data_dir_and_keeps_its_database_across_restarts(
     rabbitmq_url: str, tmp_path: Path
 ) -> None:
     """On non-default ports and a data dir of its own: the embedded ClickHouse listens on
